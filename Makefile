@@ -1,0 +1,61 @@
+# natter — every target a person or CI runs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS_CACHE ?= $(HOME)/.cache/natter
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install natter with its test tools (.venv/bin/natter)
+
+.PHONY: up
+up: install ## Run natter embedded: 3-node NATS cluster, gateways, rooms from k8s/rooms
+	$(BIN)/natter up
+
+.PHONY: system-deps
+system-deps: ## Install Debian packages the tests need (chromium, iproute2) when missing
+	@scripts/system-deps.sh
+
+.PHONY: tools
+tools: install system-deps envtest helm skaffold-schema ## Build or reuse helm and the envtest binaries (cached in ~/.cache/natter)
+	@true
+
+.PHONY: envtest
+envtest: ## Build or reuse kube-apiserver + etcd (pinned); the last line is their directory
+	@scripts/envtest.sh
+
+.PHONY: helm
+helm: ## Build or reuse helm (pinned, from its Go module); the last line is its path
+	@TOOLS_CACHE=$(TOOLS_CACHE) scripts/helm.sh
+
+.PHONY: skaffold-schema
+skaffold-schema: ## Fetch or reuse skaffold's config JSON schema (from its Go module); the last line is its path
+	@TOOLS_CACHE=$(TOOLS_CACHE) scripts/skaffold-schema.sh
+
+.PHONY: test
+test: tools ## Run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check src operator tests bench
+	$(BIN)/ruff format --check src operator tests bench
+	$(BIN)/mypy
+
+.PHONY: clean
+clean: ## Remove the virtual environment and local state
+	rm -rf $(VENV) .natter .pytest_cache .mypy_cache .ruff_cache

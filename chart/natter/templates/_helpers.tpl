@@ -1,0 +1,124 @@
+{{/* Conventional name helpers. */}}
+
+{{- define "natter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Object name prefix: the release name, or `<release>-<chart>` when the release
+name does not already contain the chart name. Kept short enough that
+`<fullname>-nats-headless` and the StatefulSet's pod names stay valid.
+*/}}
+{{- define "natter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "natter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "natter.labels" -}}
+helm.sh/chart: {{ include "natter.chart" . }}
+app.kubernetes.io/name: {{ include "natter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: natter
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "natter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "natter.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Full label set of one component; call like natter.selectorLabels. */}}
+{{- define "natter.componentLabels" -}}
+{{ include "natter.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Names of the objects other templates, NOTES.txt and the docs refer to. */}}
+{{- define "natter.nats.name" -}}{{ include "natter.fullname" . }}-nats{{- end }}
+{{- define "natter.nats.headless" -}}{{ include "natter.fullname" . }}-nats-headless{{- end }}
+{{- define "natter.gateway.name" -}}{{ include "natter.fullname" . }}-gateway{{- end }}
+{{- define "natter.operator.name" -}}{{ include "natter.fullname" . }}-operator{{- end }}
+{{- define "natter.credentials.name" -}}{{ include "natter.fullname" . }}-credentials{{- end }}
+{{- define "natter.natsAuth.name" -}}{{ include "natter.fullname" . }}-nats-auth{{- end }}
+
+{{/* Namespace whose rooms the gateways (and by default the bridges) serve. */}}
+{{- define "natter.roomNamespace" -}}
+{{- default .Release.Namespace .Values.gateway.roomNamespace }}
+{{- end }}
+
+{{- define "natter.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Comma-separated client URLs of every NATS server by its stable pod DNS name,
+so clients fail over between servers rather than through one Service address.
+*/}}
+{{- define "natter.nats.urls" -}}
+{{- $urls := list }}
+{{- $nats := include "natter.nats.name" . }}
+{{- $headless := include "natter.nats.headless" . }}
+{{- range $i := until (int .Values.nats.replicas) }}
+{{- $urls = append $urls (printf "nats://%s-%d.%s.%s.svc:%d" $nats $i $headless $.Release.Namespace (int $.Values.nats.ports.client)) }}
+{{- end }}
+{{- join "," $urls }}
+{{- end }}
+
+{{/*
+Twitch bridges with defaults filled in, as JSON: {"bridges": [{name, channel,
+room, namespace, secretName, user}]}. `name` defaults to the channel made
+DNS-safe; `user` is the bridge's own NATS user.
+*/}}
+{{- define "natter.bridges" -}}
+{{- $out := list }}
+{{- range $b := .Values.bridges.twitch }}
+{{- $name := default ($b.channel | lower | replace "_" "-" | trimPrefix "-" | trimSuffix "-") $b.name }}
+{{- $out = append $out (dict
+  "name" $name
+  "channel" $b.channel
+  "room" $b.room
+  "namespace" (default (include "natter.roomNamespace" $) $b.namespace)
+  "secretName" (default "" $b.secretName)
+  "user" (printf "bridge-twitch-%s" $name)) }}
+{{- end }}
+{{- toJson (dict "bridges" $out) }}
+{{- end }}
+
+{{/* Environment every natter process needs to reach NATS; call with (dict "ctx" $ "user" "gateway" "key" "gateway-password"). */}}
+{{- define "natter.natsEnv" -}}
+- name: NATTER_NATS_URL
+  value: {{ include "natter.nats.urls" .ctx | quote }}
+- name: NATTER_NATS_USER
+  value: {{ .user | quote }}
+- name: NATTER_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "natter.credentials.name" .ctx }}
+      key: {{ .key }}
+{{- end }}
+
+{{/* Scratch space for a read-only root filesystem. */}}
+{{- define "natter.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}

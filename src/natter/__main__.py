@@ -1,0 +1,3 @@
+from natter.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Starlette WebSocket gateway: protocol, HTTP API, per-room fan-out, web UI."""

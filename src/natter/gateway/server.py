@@ -1,0 +1,41 @@
+"""``natter gateway``: uvicorn serving the gateway app, optionally on a shared port."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from natter import logs
+from natter.config import Settings
+from natter.gateway.app import create_app
+
+
+def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening socket; with ``reuse_port`` several workers share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
+    logs.setup(settings.log_level, settings.log_format, process="gateway")
+    sock = bind(settings.host, settings.port, reuse_port=reuse_port)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        access_log=False,
+        ws_max_size=max(1 << 20, 16 * settings.max_frame_bytes),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])

@@ -1,0 +1,158 @@
+"""What one gateway process holds: its NATS connection, room cache and hub.
+
+The lifespan owns it: :meth:`Gateway.start` connects in the background (the
+gateway serves and answers ``unavailable`` while NATS is away), and
+:meth:`Gateway.close` drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from natter import bus, logs, protocol
+from natter.config import Settings
+from natter.errors import Forbidden, NatterError, Unavailable, UnknownRoom
+from natter.gateway import metrics
+from natter.gateway.hub import Hub
+from natter.rooms import Room, registry_key, signal_subject
+
+log = logs.get("natter.gateway")
+
+REGISTRY_REFRESH_SECONDS = 5.0
+MISSING_ROOM_TTL = 1.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node = f"{os.uname().nodename}-{os.getpid()}"
+        self.pid = os.getpid()
+        self.instance = uuid.uuid4().hex[:8]
+        self.nc: NATS | None = None
+        self.bus: bus.RoomBus | None = None
+        self.hub: Hub | None = None
+        self._registry: bus.Registry | None = None
+        self._rooms: dict[str, Room] = {}
+        self._missing: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.ready = False
+        self.closing = False
+        self.connections: set[Any] = set()
+
+    # lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._connect_loop(), name="nats-connect"))
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        while not self.closing:
+            try:
+                nc = await bus.connect(
+                    self.settings, f"natter-gateway-{self.node}",
+                    on_event=lambda e: metrics.NATS_EVENTS.labels(e).inc(),
+                )
+            except Unavailable as exc:
+                attempt += 1
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("NATS unavailable; retrying", error=exc.message, attempt=attempt)
+                await asyncio.sleep(min(2.0, 0.2 * attempt))
+                continue
+            self.nc = nc
+            self.bus = bus.RoomBus(nc, timeout=5.0)
+            self.hub = Hub(self.bus)
+            self._registry = bus.Registry(nc)
+            self._tasks.append(asyncio.create_task(self._readiness_loop(), name="readiness"))
+            self._tasks.append(asyncio.create_task(self._registry_loop(), name="registry"))
+            return
+
+    async def _readiness_loop(self) -> None:
+        while not self.closing:
+            ok = self.nc is not None and await bus.jetstream_ready(self.nc, timeout=1.0)
+            if ok != self.ready:
+                log.info("readiness changed", ready=ok)
+            self.ready = ok
+            metrics.READY.set(1 if ok else 0)
+            await asyncio.sleep(0.5 if ok else 0.25)
+
+    async def _registry_loop(self) -> None:
+        while not self.closing:
+            try:
+                await self.refresh_rooms()
+            except NatterError as exc:
+                log.debug("room registry refresh failed", error=exc.message)
+            await asyncio.sleep(REGISTRY_REFRESH_SECONDS)
+
+    async def close(self) -> None:
+        self.closing = True
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.hub is not None:
+            await self.hub.close()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), self.settings.shutdown_grace)
+        log.info("gateway closed")
+
+    # rooms ----------------------------------------------------------------
+
+    def require_bus(self) -> tuple[bus.RoomBus, Hub]:
+        if self.bus is None or self.hub is None or self.nc is None or not self.nc.is_connected:
+            raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        return self.bus, self.hub
+
+    async def refresh_rooms(self) -> dict[str, Room]:
+        if self._registry is None:
+            raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        rooms = await self._registry.all()
+        self._rooms = {k: r for k, r in rooms.items() if r.namespace == self.settings.namespace}
+        return self._rooms
+
+    def rooms(self) -> list[Room]:
+        return sorted(self._rooms.values(), key=lambda r: r.name)
+
+    async def room(self, name: str) -> Room:
+        key = registry_key(self.settings.namespace, name)
+        room = self._rooms.get(key)
+        if room is not None:
+            return room
+        if time.monotonic() - self._missing.get(key, -1e9) < MISSING_ROOM_TTL:
+            raise UnknownRoom(f"there is no room {name!r}")
+        if self._registry is None:
+            raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        found = await self._registry.lookup(self.settings.namespace, name)
+        if found is None:
+            self._missing[key] = time.monotonic()
+            raise UnknownRoom(f"there is no room {name!r}")
+        self._rooms[key] = found
+        return found
+
+    def authorize(self, user: str, room: Room, action: str) -> None:
+        """Per-room access from ``spec.access``; refusals say nothing about the room."""
+        access = room.spec.access
+        if access.visibility == "public":
+            return
+        if user in access.members or user in access.read_only and action == "read":
+            return
+        raise Forbidden("you may not use this room")
+
+    # signals --------------------------------------------------------------
+
+    async def publish_signal(self, room: Room, kind: str, payload: dict[str, Any]) -> None:
+        if self.nc is None or not self.nc.is_connected:
+            raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        body = dict(payload, origin=self.instance)
+        await self.nc.publish(
+            signal_subject(room.namespace, room.name, kind), protocol.encode(body).encode()
+        )

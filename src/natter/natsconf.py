@@ -1,0 +1,88 @@
+"""NATS server settings shared by ``natter up`` and the Helm chart.
+
+``SHARED`` is the single source for cluster-wide behaviour (durability, limits,
+lame duck); ``render`` writes one node's configuration file for the embedded
+cluster. The chart's ``values.yaml`` carries the same values and a chart test
+checks that they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLUSTER_NAME = "natter"
+
+#: Settings every natter NATS node runs with, embedded or in Kubernetes.
+SHARED: dict[str, Any] = {
+    # Cap on one NATS message; a room's maxMessageSize must fit inside it.
+    "max_payload": 1048576,
+    # A lame-duck node stops accepting clients and moves them off over this window.
+    "lame_duck_duration": "30s",
+    "lame_duck_grace_period": "5s",
+    # Drop a client that cannot take writes for this long (slow consumer).
+    "write_deadline": "10s",
+    "jetstream": {
+        # fsync the file store this often. "always" syncs every write before the ack:
+        # an acknowledged message then survives power loss of every node. The default
+        # relies on R3 replication: an ack means a majority holds the message.
+        "sync_interval": "2m",
+        "max_memory_store": 268435456,
+        "max_file_store": 10737418240,
+    },
+}
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    client: int
+    cluster: int
+    monitor: int
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return f'"{value}"'
+
+
+def render(
+    name: str,
+    ports: NodePorts,
+    routes: Sequence[int],
+    store_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    sync_interval: str | None = None,
+    extra: str = "",
+) -> str:
+    """The configuration file of one embedded node."""
+    js = dict(SHARED["jetstream"])
+    if sync_interval is not None:
+        js["sync_interval"] = sync_interval
+    route_urls = ", ".join(f'"nats-route://{host}:{port}"' for port in routes)
+    top = "\n".join(f"{key}: {_value(val)}" for key, val in SHARED.items() if key != "jetstream")
+    js_lines = "\n".join(f"  {key}: {_value(val)}" for key, val in js.items())
+    return f"""# natter embedded NATS node {name} (generated; edits are overwritten)
+server_name: "{name}"
+listen: "{host}:{ports.client}"
+http: "{host}:{ports.monitor}"
+{top}
+
+jetstream {{
+  store_dir: "{store_dir}"
+{js_lines}
+}}
+
+cluster {{
+  name: "{CLUSTER_NAME}"
+  listen: "{host}:{ports.cluster}"
+  routes: [{route_urls}]
+  connect_retries: 120
+}}
+{extra}
+"""

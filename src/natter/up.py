@@ -1,0 +1,237 @@
+"""``natter up``: the whole of natter on one machine.
+
+Starts a real NATS cluster, applies the ChatRoom manifests through the shared
+reconciler, starts gateway workers on one port (SO_REUSEPORT), writes
+``cluster.json``, restarts whatever crashes, and on SIGINT/SIGTERM stops the
+gateways (they drain), then the NATS nodes (lame duck).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from natter import bus, logs
+from natter.config import Settings
+from natter.embedded import ClusterError, NatsCluster, check_for
+from natter.errors import Unavailable
+from natter.reconcile import RoomStatus, reconcile_room
+from natter.rooms import Room, load_manifests
+
+log = logs.get("natter.up")
+
+SUPERVISE_SECONDS = 0.5
+
+
+@dataclass
+class UpOptions:
+    port: int = 8080
+    host: str = "127.0.0.1"
+    data_dir: Path = Path(".natter")
+    gateways: int = 2
+    nats_nodes: int = 3
+    rooms: Path | None = Path("k8s/rooms")
+    sync_interval: str | None = None
+    auth: str = "open"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = 60.0
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen[bytes]
+    stopping: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class Up:
+    def __init__(self, options: UpOptions) -> None:
+        self.opts = options
+        self.data_dir = options.data_dir.resolve()
+        self.cluster = NatsCluster(
+            self.data_dir, options.nats_nodes, host=options.host,
+            sync_interval=options.sync_interval,
+        )
+        self.workers: list[Worker] = []
+        self.stopping = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.opts.host}:{self.opts.port}"
+
+    def _check_port(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((self.opts.host, self.opts.port))
+            except OSError as exc:
+                raise ClusterError(
+                    f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror}; "
+                    "pick another with --port"
+                ) from exc
+
+    async def apply_rooms(self) -> int:
+        if self.opts.rooms is None or not self.opts.rooms.exists():
+            return 0
+        rooms = list(load_manifests(self.opts.rooms))
+        nc = await bus.connect(Settings(nats_url=self.cluster.nats_url), "natter-up", connect_attempts=20)
+        try:
+            admin = bus.RoomAdmin(nc, timeout=10.0)
+            await admin.registry(replicas=min(3, self.opts.nats_nodes))
+            for room in rooms:
+                status = await self._reconcile_with_retry(admin, room)
+                log.info("room ready", room=room.name, stream=status.stream, action=status.action,
+                         leader=status.leader)
+        finally:
+            await nc.drain()
+        return len(rooms)
+
+    async def _reconcile_with_retry(self, admin: bus.RoomAdmin, room: Room) -> RoomStatus:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return await reconcile_room(admin, room, max_replicas=self.opts.nats_nodes)
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "NATTER_NATS_URL": self.cluster.nats_url,
+            "NATTER_HOST": self.opts.host,
+            "NATTER_PORT": str(self.opts.port),
+            "NATTER_AUTH": self.opts.auth,
+        })
+        env.update(self.opts.extra_env)
+        return env
+
+    def _spawn_worker(self, index: int) -> Worker:
+        log_file = open(self.data_dir / f"gateway-{index}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "natter", "gateway", "--reuse-port"],
+            env=self._worker_env(), stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        log_file.close()
+        log.info("gateway worker started", worker=index, pid=process.pid)
+        return Worker(index, process)
+
+    async def _wait_gateways_ready(self, timeout: float) -> None:
+        pids = {w.pid for w in self.workers}
+        seen: set[int] = set()
+
+        async def probe() -> bool:
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise ClusterError(
+                        f"gateway worker {worker.index} exited with {worker.process.returncode};"
+                        f" see {self.data_dir / f'gateway-{worker.index}.log'}"
+                    )
+            # A fresh connection each time, so SO_REUSEPORT spreads them over the workers.
+            async with httpx.AsyncClient(timeout=1.0) as fresh:
+                resp = await fresh.get(f"{self.url}/readyz")
+            if resp.status_code == 200:
+                seen.add(int(resp.headers.get("x-natter-pid", "0")))
+            return pids <= seen
+
+        await check_for(timeout, probe, interval=0.05, what="gateway workers ready")
+
+    def write_state(self) -> Path:
+        state = {
+            "gateway_url": self.url,
+            "nats": self.cluster.describe(),
+            "gateways": [{"pid": w.pid, "index": w.index} for w in self.workers],
+            "data_dir": str(self.data_dir),
+        }
+        path = self.data_dir / "cluster.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+        return path
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self._check_port()
+        await self.cluster.start(timeout=self.opts.ready_timeout)
+        count = await self.apply_rooms()
+        self.workers = [self._spawn_worker(i) for i in range(self.opts.gateways)]
+        self.write_state()
+        await self._wait_gateways_ready(self.opts.ready_timeout)
+        self.write_state()
+        log.info("natter is up", url=self.url, rooms=count, seconds=round(time.monotonic() - started, 2))
+
+    async def supervise(self) -> None:
+        """Restart crashed NATS nodes and gateway workers until asked to stop."""
+        while not self.stopping.is_set():
+            changed = False
+            for node in self.cluster.nodes:
+                if not node.stopping and node.process is not None and node.process.poll() is not None:
+                    log.warning("nats node exited; restarting", node=node.name,
+                                code=node.process.returncode)
+                    node.start()
+                    changed = True
+            for i, worker in enumerate(self.workers):
+                if not worker.stopping and worker.process.poll() is not None:
+                    log.warning("gateway worker exited; restarting", worker=worker.index,
+                                code=worker.process.returncode)
+                    self.workers[i] = self._spawn_worker(worker.index)
+                    changed = True
+            if changed:
+                self.write_state()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), SUPERVISE_SECONDS)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        grace = float(self.opts.extra_env.get("NATTER_SHUTDOWN_GRACE", "10"))
+        for worker in self.workers:
+            worker.stopping = True
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                await asyncio.to_thread(worker.process.wait, grace + 5)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.wait, 5)
+        await self.cluster.stop(lame_duck=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "cluster.json").unlink()
+        log.info("natter stopped")
+
+
+async def run_up(options: UpOptions) -> int:
+    up = Up(options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, up.stopping.set)
+    try:
+        try:
+            await up.start()
+        except (ClusterError, TimeoutError) as exc:
+            log.error("natter up failed", error=str(exc))
+            return 1
+        if up.stopping.is_set():
+            return 0
+        print(f"natter is up: {up.url}  (state: {up.data_dir / 'cluster.json'}; Ctrl-C stops)",
+              flush=True)
+        await up.supervise()
+        return 0
+    finally:
+        await up.stop()

@@ -1,0 +1,27 @@
+"""End-to-end fixtures: one ``natter up`` per test module (starting one per test
+would cost seconds each); tests keep apart by room and by unique message text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import run_async
+from tests.fixtures.natter import NatterUp, start_up, wait_up
+
+
+@pytest.fixture(scope="module")
+def natter_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatterUp]:
+    """``natter up --gateways 2`` on a free port, shared by the tests of one module."""
+    data_dir: Path = tmp_path_factory.mktemp("natter-e2e") / "data"
+    up = start_up(data_dir, gateways=2)
+    try:
+        run_async(lambda: wait_up(up))
+    except BaseException:
+        up.stop()
+        raise
+    yield up
+    # A clean stop (drained gateways, NATS in lame duck) exits 0.
+    assert up.stop() == 0, up.log()[-3000:]

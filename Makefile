@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install natter with its test tools (.venv/bin/natter)
 
 .PHONY: up
-up: install ## Run natter embedded: 3-node NATS cluster, gateways, rooms from k8s/rooms
-	$(BIN)/natter up
+up: install ## Run natter embedded (3-node NATS, 2 gateways, k8s/rooms); ARGS="--port 9090" passes flags
+	$(BIN)/natter up $(ARGS)
 
 .PHONY: system-deps
 system-deps: ## Install Debian packages the tests need (chromium, iproute2) when missing

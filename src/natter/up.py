@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from pathlib import Path
 
 import httpx
@@ -27,9 +29,10 @@ from natter.config import Settings
 from natter.embedded import ClusterError, NatsCluster, check_for
 from natter.errors import Unavailable
 from natter.reconcile import RoomStatus, reconcile_room
-from natter.rooms import Room, load_manifests
+from natter.rooms import load_manifests
 
 log = logs.get("natter.up")
+T = TypeVar("T")
 
 SUPERVISE_SECONDS = 0.5
 
@@ -90,24 +93,28 @@ class Up:
         rooms = list(load_manifests(self.opts.rooms))
         nc = await bus.connect(Settings(nats_url=self.cluster.nats_url), "natter-up", connect_attempts=20)
         try:
-            admin = bus.RoomAdmin(nc, timeout=10.0)
-            await admin.registry(replicas=min(3, self.opts.nats_nodes))
+            admin = bus.RoomAdmin(nc, timeout=5.0)
+            await self._retry(lambda: admin.registry(replicas=min(3, self.opts.nats_nodes)))
             for room in rooms:
-                status = await self._reconcile_with_retry(admin, room)
+                status: RoomStatus = await self._retry(
+                    lambda room=room: reconcile_room(admin, room, max_replicas=self.opts.nats_nodes)
+                )
                 log.info("room ready", room=room.name, stream=status.stream, action=status.action,
                          leader=status.leader)
         finally:
             await nc.drain()
         return len(rooms)
 
-    async def _reconcile_with_retry(self, admin: bus.RoomAdmin, room: Room) -> RoomStatus:
-        deadline = time.monotonic() + 30
+    async def _retry(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run a JetStream step, retrying while the restarted cluster recovers its assets."""
+        deadline = time.monotonic() + self.opts.ready_timeout
         while True:
             try:
-                return await reconcile_room(admin, room, max_replicas=self.opts.nats_nodes)
-            except Unavailable:
+                return await step()
+            except Unavailable as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    raise ClusterError(f"JetStream did not become available: {exc.message}") from exc
+                log.info("waiting for JetStream to recover", error=exc.message)
                 await asyncio.sleep(0.5)
 
     def _worker_env(self) -> dict[str, str]:

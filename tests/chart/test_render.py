@@ -234,7 +234,7 @@ def test_operator_scope_decides_role_kind() -> None:
     assert cluster.all("Role") == []
     ns = render_scenario("scaled-bridges")
     (cr,) = ns.all("ClusterRole")
-    assert {res for rule in cr["rules"] for res in rule["resources"]} == {"customresourcedefinitions"}
+    assert {res for rule in cr["rules"] for res in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
     (role,) = ns.all("Role")
     assert "chatrooms" in {res for rule in role["rules"] for res in rule["resources"]}
 

@@ -3,10 +3,13 @@ would cost seconds each); tests keep apart by room and by unique message text.""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.e2e.helpers import run_async
 from tests.fixtures.natter import NatterUp, start_up, wait_up
@@ -25,3 +28,25 @@ def natter_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatterUp
     yield up
     # A clean stop (drained gateways, NATS in lame duck) exits 0.
     assert up.stop() == 0, up.log()[-3000:]
+
+
+CHROMIUM = os.environ.get("NATTER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

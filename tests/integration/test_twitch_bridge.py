@@ -230,7 +230,7 @@ async def test_silent_server_is_pinged_then_abandoned(harness: Harness) -> None:
 
 
 async def test_reconnect_command_is_honoured(harness: Harness, fake: FakeTwitch) -> None:
-    bridge = harness.start(fake, backoff_initial=30.0, backoff_max=30.0)
+    bridge = harness.start(fake, backoff_initial=30.0, backoff_max=30.0, reconnect_overlap=3.0)
     first = await fake.wait_joined()
     await fake.privmsg(CHANNEL, "ronni", "before", msg_id="r-1")
     await harness.wait_stored(1)
@@ -239,12 +239,18 @@ async def test_reconnect_command_is_honoured(harness: Harness, fake: FakeTwitch)
     # A RECONNECT is not a failure: the next connection comes at once, not after backoff.
     second = await fake.wait_joined(2, within=5)
     assert second is not first
-    await fake.wait_for(lambda: first.closed, what="first connection closed")
-    await fake.privmsg(CHANNEL, "ronni", "after", msg_id="r-2")
-    docs = await harness.wait_stored(2)
-    assert [d["text"] for d in docs] == ["before", "after"]
+    # Until the new connection has settled, the old one is still read (make before break):
+    # what Twitch sends on either is stored, and what it sends on both is stored once.
+    await fake.privmsg(CHANNEL, "ronni", "on the old one", msg_id="r-2", client=first)
+    await fake.privmsg(CHANNEL, "ronni", "on both", msg_id="r-3", client=first)
+    await fake.privmsg(CHANNEL, "ronni", "on both", msg_id="r-3", client=second)
+    await harness.wait_stored(3)
+    await fake.wait_for(lambda: first.closed, what="old connection closed by the bridge")
+    await fake.privmsg(CHANNEL, "ronni", "after", msg_id="r-4")
+    docs = await harness.wait_stored(4)
+    assert [d["id"] for d in docs] == ["r-1", "r-2", "r-3", "r-4"]
     assert metric("natter_twitch_reconnects_total", harness.room) == before + 1
-    assert bridge.joined
+    assert bridge.joined and len(fake.clients) == 2
 
 
 async def test_drop_then_replay_stores_no_duplicates(harness: Harness, fake: FakeTwitch) -> None:
@@ -328,8 +334,8 @@ async def test_nats_down_and_back_loses_nothing(harness: Harness, fake: FakeTwit
     harness.solo.kill()
     for i in range(1, 6):
         await fake.privmsg(CHANNEL, "ronni", f"while down {i}", msg_id=f"n-{i}")
-    await check_for(10, lambda: bridge.buffered + int(bridge._inflight) == 5, what="5 held")
-    assert not bridge.ready  # joined, but NATS is gone
+    await check_for(10, lambda: bridge.store.held == 5, what="5 held")
+    await check_for(10, lambda: not bridge.ready, what="not ready: joined, but NATS is gone")
     await harness.solo.restart()
 
     docs = await harness.wait_stored(6, within=30)

@@ -86,11 +86,11 @@ class OperatorProcess:
         result: dict[str, Any] = response.json()
         return result if response.status_code == 200 else None
 
-    async def wait_live(self, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_live(self, within: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while (answer := self.healthz()) is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"operator not live in {timeout}s:\n{self.log_tail()}")
+                raise TimeoutError(f"operator not live in {within}s:\n{self.log_tail()}")
             await asyncio.sleep(0.1)
         return answer
 

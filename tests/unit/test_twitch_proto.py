@@ -53,7 +53,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_oauth_prefix_is_not_doubled() -> None:
-    cfg = TwitchSettings(oauth_token="oauth:xyz", username="bot")  # type: ignore[arg-type]
+    cfg = TwitchSettings(oauth_token="oauth:xyz", username="bot")
     assert cfg.password() == "oauth:xyz"
 
 
@@ -69,7 +69,7 @@ def test_anonymous_password_and_nick() -> None:
 )
 def test_bad_credentials_are_refused(kwargs: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        TwitchSettings(**kwargs)  # type: ignore[arg-type]
+        TwitchSettings(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -175,3 +175,9 @@ def test_recent_ids_is_a_bounded_lru() -> None:
     assert len(ids) == 2
     off = RecentIds(0)
     assert not off.seen("a") and not off.seen("a")
+
+
+def test_settings_errors_do_not_leak_the_token() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TwitchSettings(oauth_token="supersecret")
+    assert "supersecret" not in str(caught.value)

@@ -32,7 +32,9 @@ _LOGIN_RE = _CHANNEL_RE
 class TwitchSettings(BaseSettings):
     """Settings of one Twitch bridge, read from ``NATTER_TWITCH_*`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="NATTER_TWITCH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="NATTER_TWITCH_", extra="ignore", hide_input_in_errors=True
+    )
 
     server: str = Field(
         DEFAULT_SERVER, description="HOST[:PORT] of Twitch's IRC interface (6697 TLS, 6667 plain)."
@@ -73,6 +75,15 @@ class TwitchSettings(BaseSettings):
     )
     pong_timeout: float = Field(
         15.0, gt=0, description="Seconds to wait for any line after that PING before reconnecting."
+    )
+    reconnect_overlap: float = Field(
+        2.0,
+        ge=0,
+        description="After Twitch's RECONNECT, seconds the old connection stays open once "
+        "the new one has joined (messages seen on both are stored once).",
+    )
+    handover_max: float = Field(
+        30.0, gt=0, description="Longest time the old connection is kept after a RECONNECT."
     )
     relay_rate: int = Field(20, ge=1, description="Relayed messages allowed per relay_period.")
     relay_period: float = Field(30.0, gt=0, description="Window of relay_rate, in seconds.")

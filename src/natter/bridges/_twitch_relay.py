@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from natter import bus
+from natter.bridges._ircconn import IRCConnection
 from natter.bridges._twitch_metrics import RELAY_DROPPED, RELAYED
 from natter.bridges._twitch_proto import TwitchSettings, backoff_delay, relay_line
 from natter.errors import Unavailable, UnknownRoom
@@ -74,7 +75,7 @@ class Relay:
         self._out.append(relay_line(self._channel, user, text))
         self._wake.set()
 
-    async def write(self, writer: asyncio.StreamWriter, joined: Callable[[], bool]) -> None:
+    async def write(self, conn: IRCConnection, joined: Callable[[], bool]) -> None:
         """Send queued lines on one connection while ``joined()``; runs until cancelled."""
         while True:
             while not (self._out and joined()):
@@ -86,7 +87,7 @@ class Relay:
             if len(self._sent) >= self._cfg.relay_rate:
                 await asyncio.sleep(self._cfg.relay_period - (now - self._sent[0]))
                 continue
-            writer.write(self._out.popleft().encode() + b"\r\n")
+            conn.send_line(self._out.popleft())
             self._sent.append(now)
             self._relayed.inc()
-            await writer.drain()
+            await conn.drain()

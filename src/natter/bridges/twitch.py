@@ -21,28 +21,18 @@ One :class:`TwitchBridge` keeps three loops:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from natter import bus, logs
+from natter import logs
 from natter.bridges import irc
+from natter.bridges._ircconn import IRCConnection
 from natter.bridges._probe import ProbeServer
-from natter.bridges._twitch_metrics import (
-    BUFFERED,
-    DUPLICATES,
-    JOINED,
-    LINES,
-    MALFORMED,
-    PUBLISHED,
-    RECONNECTS,
-    REJECTED,
-)
+from natter.bridges._twitch_metrics import DUPLICATES, JOINED, LINES, MALFORMED, RECONNECTS
 from natter.bridges._twitch_proto import (
     CAPABILITIES,
     RecentIds,
@@ -55,19 +45,12 @@ from natter.bridges._twitch_proto import (
     parse_server,
 )
 from natter.bridges._twitch_relay import Relay
+from natter.bridges._twitch_store import Pending, RoomWriter
 from natter.config import Settings
-from natter.errors import TooLarge, Unavailable, UnknownRoom
+from natter.errors import NatterError
 from natter.rooms import Room
 
 __all__ = ["TwitchBridge", "TwitchSettings", "parse_bridge_spec", "run"]
-
-_READ_CHUNK = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    msg_id: str
-    payload: bytes
 
 
 class _Reconnect(Exception):
@@ -96,20 +79,22 @@ class TwitchBridge:
         self.nick = self.cfg.username or anonymous_nick()
         self.log = logs.get("natter.bridges.twitch", channel=self.channel, room=self.room.name)
         labels = {"channel": self.channel, "room": self.room.name}
-        self._m = {
-            m: m.labels(**labels)
-            for m in (LINES, MALFORMED, PUBLISHED, DUPLICATES, REJECTED, RECONNECTS)
-        }
-        self._buffered = BUFFERED.labels(**labels)
+        self._m = {m: m.labels(**labels) for m in (LINES, MALFORMED, DUPLICATES, RECONNECTS)}
         self._joined_gauge = JOINED.labels(**labels)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=self.cfg.buffer_size)
+        self.store = RoomWriter(
+            self.room,
+            settings,
+            size=self.cfg.buffer_size,
+            publish_timeout=self.cfg.publish_timeout,
+            name=f"natter-twitch-{self.channel}",
+            labels=labels,
+            log=self.log,
+        )
         self._seen = RecentIds(self.cfg.dedup_cache)
         self._stop = asyncio.Event()
-        self._bus_ready = asyncio.Event()
-        self._nc: Any = None
-        self._bus: bus.RoomBus | None = None
         self._joined, self._joined_at = False, 0.0
-        self._inflight = False
+        self._joined_event = asyncio.Event()
+        self._handovers: set[asyncio.Task[None]] = set()
         self.relay = Relay(self.channel, self.room, self.cfg, self.log) if self.relaying else None
         self.probe: ProbeServer | None = None
         if self.cfg.relay and not self.cfg.authenticated:
@@ -124,11 +109,12 @@ class TwitchBridge:
     @property
     def ready(self) -> bool:
         """In the Twitch channel and connected to NATS."""
-        return self._joined and self._nc is not None and bool(self._nc.is_connected)
+        return self._joined and self.store.connected
 
     @property
     def buffered(self) -> int:
-        return self._queue.qsize()
+        """Twitch messages waiting to be stored (not counting one being published)."""
+        return self.store.buffered
 
     @property
     def relaying(self) -> bool:
@@ -154,7 +140,7 @@ class TwitchBridge:
         )
         irc_task = asyncio.create_task(self._irc_loop(), name="twitch-irc")
         nats_task = asyncio.create_task(self._nats_loop(), name="twitch-nats")
-        pub_task = asyncio.create_task(self._publish_loop(), name="twitch-publish")
+        pub_task = asyncio.create_task(self.store.run(), name="twitch-publish")
         stop_task = asyncio.create_task(self._stop.wait())
         tasks = [irc_task, nats_task, pub_task]
         try:
@@ -174,21 +160,16 @@ class TwitchBridge:
     ) -> None:
         self.log.info("bridge stopping", buffered=self.buffered)
         await _cancel(irc_task)
+        for handover in list(self._handovers):
+            await _cancel(handover)
         if self.relay is not None:
             await self.relay.stop()
-        try:
-            async with asyncio.timeout(self.cfg.shutdown_grace):
-                await self._queue.join()
-        except TimeoutError:
-            self.log.error(
-                "stopping with messages not stored", lost=self.buffered + int(self._inflight)
-            )
+        lost = await self.store.flush(self.cfg.shutdown_grace)
+        if lost:
+            self.log.error("stopping with messages not stored", lost=lost)
         for task in tasks:
             await _cancel(task)
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5.0):
-                    await self._nc.drain()
+        await self.store.close()
         if self.probe is not None:
             await self.probe.close()
         self._joined_gauge.set(0)
@@ -197,63 +178,9 @@ class TwitchBridge:
     # -- NATS ----------------------------------------------------------------
 
     async def _nats_loop(self) -> None:
-        attempt = 0
-        while self._nc is None:
-            try:
-                self._nc = await bus.connect(self.settings, name=f"natter-twitch-{self.channel}")
-            except Unavailable as exc:
-                attempt += 1
-                delay = backoff_delay(attempt, 0.2, 5.0)
-                self.log.warning(
-                    "nats unavailable; retrying",
-                    attempt=attempt,
-                    error=str(exc),
-                    retry_in=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
-        self._bus = bus.RoomBus(self._nc)
-        self._bus_ready.set()
+        room_bus = await self.store.connect()
         if self.relay is not None:
-            await self.relay.follow(self._bus)
-
-    async def _publish_loop(self) -> None:
-        await self._bus_ready.wait()
-        assert self._bus is not None
-        while True:
-            item = await self._queue.get()
-            self._inflight = True
-            try:
-                await self._store(self._bus, item)
-            finally:
-                self._inflight = False
-                self._queue.task_done()
-                self._buffered.set(self._queue.qsize())
-
-    async def _store(self, room_bus: bus.RoomBus, item: _Pending) -> None:
-        """Store one message, holding it (never dropping it) while NATS cannot."""
-        attempt, holding = 0, False
-        while True:
-            try:
-                result = await room_bus.publish(
-                    self.room, item.payload, msg_id=item.msg_id, timeout=self.cfg.publish_timeout
-                )
-            except TooLarge as exc:
-                self._m[REJECTED].inc()
-                self.log.error("room refused message", msg_id=item.msg_id, error=str(exc))
-                return
-            except (Unavailable, UnknownRoom) as exc:
-                attempt += 1
-                if not holding:
-                    self.log.warning(
-                        "cannot store; holding messages", error=str(exc), buffered=self.buffered + 1
-                    )
-                    holding = True
-                await asyncio.sleep(backoff_delay(attempt, 0.1, 2.0))
-                continue
-            if holding:
-                self.log.info("storing again", buffered=self.buffered)
-            self._m[DUPLICATES if result.duplicate else PUBLISHED].inc()
-            return
+            await self.relay.follow(room_bus)
 
     # -- IRC -----------------------------------------------------------------
 
@@ -263,26 +190,28 @@ class TwitchBridge:
             if not first:
                 self._m[RECONNECTS].inc()
             first = False
-            started, reason = time.monotonic(), "connect failed"
-            joined_for = 0.0
+            started, reason, joined_for = time.monotonic(), "connect failed", 0.0
             try:
                 async with asyncio.timeout(self.cfg.connect_timeout):
-                    reader, writer = await self._open()
-            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                    conn = await self._open()
+            except (OSError, TimeoutError) as exc:
                 reason = f"connect failed: {exc!r}"
             else:
+                handover = False
                 try:
-                    reason = await self._session(reader, writer)
+                    reason = await self._session(conn)
                 except _Reconnect:
-                    self.log.info("twitch asked to reconnect")
-                    await _close(writer)
-                    attempt = 0
-                    continue
+                    handover = True
                 except OSError as exc:
                     reason = f"connection error: {exc!r}"
                 finally:
                     joined_for = self._left()
-                    await _close(writer)
+                    if not handover:
+                        await conn.close()
+                if handover:
+                    self._start_handover(conn)
+                    attempt = 0
+                    continue
             if joined_for >= self.cfg.stable_after:
                 attempt = 0
             attempt += 1
@@ -296,62 +225,88 @@ class TwitchBridge:
             )
             await asyncio.sleep(delay)
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> IRCConnection:
         context = None
         if self.tls:
             context = ssl.create_default_context(cafile=self.cfg.ca_file)
-        return await asyncio.open_connection(
+        reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=context, server_hostname=self.host if self.tls else None
         )
+        return IRCConnection(reader, writer, lambda raw: self._malformed(raw, "line too long"))
 
     def _left(self) -> float:
         """Mark the channel as left; how long we had been in it."""
         joined_for = time.monotonic() - self._joined_at if self._joined else 0.0
         self._joined = False
+        self._joined_event.clear()
         self._joined_gauge.set(0)
         return joined_for
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+    async def _session(self, conn: IRCConnection) -> str:
         """Log in, join and read until the connection ends; the reason it ended."""
-        writer.write(f"CAP REQ :{CAPABILITIES}\r\n".encode())
-        writer.write(f"PASS {self.cfg.password()}\r\n".encode())  # never logged
-        writer.write(f"NICK {self.nick}\r\n".encode())
-        await writer.drain()
+        conn.send("CAP", "REQ", CAPABILITIES)
+        conn.send("PASS", self.cfg.password())  # never logged
+        conn.send("NICK", self.nick)
+        await conn.drain()
         relay_task = None
         if self.relay is not None:
-            relay_task = asyncio.create_task(self.relay.write(writer, lambda: self._joined))
-        buf, discarding, awaiting_pong = b"", False, False
+            relay_task = asyncio.create_task(self.relay.write(conn, lambda: self._joined))
         try:
-            while True:
-                timeout = self.cfg.pong_timeout if awaiting_pong else self.cfg.idle_timeout
-                try:
-                    async with asyncio.timeout(timeout):
-                        chunk = await reader.read(_READ_CHUNK)
-                except TimeoutError:
-                    if awaiting_pong:
-                        return "no answer to our PING"
-                    self._send(writer, "PING", "tmi.twitch.tv")
-                    awaiting_pong = True
-                    continue
-                if not chunk:
-                    return "closed by server"
-                awaiting_pong = False
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                if discarding and lines:
-                    lines, discarding = lines[1:], False
-                if len(buf) > irc.MAX_LINE_BYTES + 2:
-                    self._malformed(buf[:200], "line too long")
-                    buf, discarding = b"", True
-                for raw in lines:
-                    await self._on_line(raw, writer)
-                await writer.drain()
+            return await self._read(conn)
         finally:
             if relay_task is not None:
                 await _cancel(relay_task)
 
-    def _send(self, writer: asyncio.StreamWriter, command: str, *params: str) -> None:
-        writer.write(irc.format_line(command, *params).encode() + b"\r\n")
+    async def _read(self, conn: IRCConnection, *, handover: bool = False) -> str:
+        """Handle lines until the connection ends (the reason) or Twitch asks to reconnect."""
+        awaiting_pong = False
+        while True:
+            try:
+                lines = await conn.read_lines(
+                    self.cfg.pong_timeout if awaiting_pong else self.cfg.idle_timeout
+                )
+            except TimeoutError:
+                if awaiting_pong:
+                    return "no answer to our PING"
+                conn.send("PING", "tmi.twitch.tv")
+                awaiting_pong = True
+                continue
+            except EOFError:
+                return "closed by server"
+            awaiting_pong = False
+            reconnect = False
+            for raw in lines:
+                reconnect = await self._on_line(raw, conn, handover) or reconnect
+            await conn.drain()
+            if reconnect and not handover:
+                raise _Reconnect
+
+    def _start_handover(self, conn: IRCConnection) -> None:
+        task = asyncio.create_task(self._handover(conn), name="twitch-handover")
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+
+    async def _handover(self, conn: IRCConnection) -> None:
+        """After RECONNECT: keep reading the old connection until the new one has been in
+        the channel for ``reconnect_overlap`` seconds, so nothing sent meanwhile is missed
+        (a message seen on both is stored once)."""
+        self.log.info("twitch asked to reconnect; old connection kept until the new one joins")
+
+        async def overlap() -> None:
+            await self._joined_event.wait()
+            await asyncio.sleep(self.cfg.reconnect_overlap)
+
+        old = asyncio.create_task(self._read(conn, handover=True))
+        waiter = asyncio.create_task(overlap())
+        try:
+            await asyncio.wait(
+                [old, waiter], timeout=self.cfg.handover_max, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            await _cancel(waiter)
+            await _cancel(old)
+            await conn.close()
+            self.log.info("old connection closed")
 
     def _malformed(self, raw: bytes, error: str) -> None:
         self._m[MALFORMED].inc()
@@ -359,27 +314,31 @@ class TwitchBridge:
             "malformed line skipped", error=error, line=raw[:200].decode("utf-8", "replace")
         )
 
-    async def _on_line(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
+    async def _on_line(self, raw: bytes, conn: IRCConnection, handover: bool) -> bool:
+        """Handle one line; True when it is Twitch's RECONNECT."""
         if not raw.strip():
-            return  # blank keepalive lines are not worth a warning
+            return False  # blank keepalive lines are not worth a warning
         self._m[LINES].inc()
         try:
             msg = irc.parse(raw)
         except irc.IRCParseError as exc:
             self._malformed(raw, str(exc))
-            return
+            return False
         command = msg.command
         if command == "PRIVMSG":
             await self._on_privmsg(msg, raw)
         elif command == "PING":
-            self._send(writer, "PONG", msg.trailing or "tmi.twitch.tv")
+            conn.send("PONG", msg.trailing or "tmi.twitch.tv")
         elif command == "RECONNECT":
-            raise _Reconnect
+            return True
+        elif handover:
+            self.log.debug("line on the old connection", command=command)
         elif command == "001":
             self.log.info("logged in", nick=self.nick)
-            self._send(writer, "JOIN", f"#{self.channel}")
+            conn.send("JOIN", f"#{self.channel}")
         elif command == "JOIN" and self._is_me(msg) and msg.param(0).lower() == f"#{self.channel}":
             self._joined, self._joined_at = True, time.monotonic()
+            self._joined_event.set()
             self._joined_gauge.set(1)
             if self.relay is not None:
                 self.relay.wake()
@@ -396,6 +355,7 @@ class TwitchBridge:
             self.log.warning("twitch notice", text=msg.trailing, msg_id=msg.tags.get("msg-id"))
         else:
             self.log.debug("line", command=command)
+        return False
 
     def _is_me(self, msg: irc.Message) -> bool:
         return msg.source is not None and msg.source.nick.lower() == self.nick
@@ -413,11 +373,7 @@ class TwitchBridge:
         if self._seen.seen(line.msg_id):
             self._m[DUPLICATES].inc()
             return
-        item = _Pending(line.msg_id, orjson.dumps(line.doc))
-        if self._queue.full():
-            self.log.warning("buffer full; pausing reads from twitch", size=self.cfg.buffer_size)
-        await self._queue.put(item)
-        self._buffered.set(self._queue.qsize())
+        await self.store.put(Pending(line.msg_id, orjson.dumps(line.doc)))
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
@@ -430,13 +386,6 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
         logs.get("natter.bridges.twitch").warning(
             "task failed", task=task.get_name(), error=repr(task.exception())
         )
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        async with asyncio.timeout(2.0):
-            await writer.wait_closed()
 
 
 async def serve(bridge: TwitchBridge) -> None:
@@ -454,5 +403,8 @@ async def serve(bridge: TwitchBridge) -> None:
 def run(channel: str, room: str, server: str | None, tls: bool, settings: Settings) -> None:
     """Process entry point of ``natter bridge twitch``: blocks until SIGTERM/SIGINT."""
     logs.setup(settings.log_level, settings.log_format, process="twitch-bridge")
-    bridge = TwitchBridge(channel, room, settings=settings, server=server, tls=tls)
+    try:
+        bridge = TwitchBridge(channel, room, settings=settings, server=server, tls=tls)
+    except (ValueError, NatterError) as exc:  # bad names or NATTER_TWITCH_* settings
+        raise SystemExit(f"natter bridge twitch: {exc}") from exc
     asyncio.run(serve(bridge))

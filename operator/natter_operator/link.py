@@ -18,6 +18,7 @@ from natter.config import Settings
 from natter.errors import Unavailable
 
 log = logs.get("natter.operator.link")
+CONNECT_LIMIT_SECONDS = 5.0
 
 
 class NatsLink:
@@ -39,7 +40,7 @@ class NatsLink:
         """The admin API; raises :class:`Unavailable` when NATS cannot be reached now."""
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
-                self._nc = await connect(self._settings, self._name)
+                self._nc = await self._connect()
                 self._admin = RoomAdmin(self._nc)
                 self._registry_ready = False
             if not self._nc.is_connected or self._admin is None:
@@ -50,6 +51,17 @@ class NatsLink:
                 await self._admin.registry()
                 self._registry_ready = True
             return self._admin
+
+    async def _connect(self) -> Any:
+        # nats-py keeps retrying the first connect as long as reconnects are allowed,
+        # so bound it: the caller reports NatsUnavailable and kopf retries later.
+        limit = max(CONNECT_LIMIT_SECONDS, 2 * self._settings.nats_connect_timeout)
+        try:
+            return await asyncio.wait_for(connect(self._settings, self._name), limit)
+        except TimeoutError as exc:
+            raise Unavailable(
+                f"cannot connect to NATS at {self._settings.nats_url} within {limit:.0f}s"
+            ) from exc
 
     async def close(self) -> None:
         async with self._lock:

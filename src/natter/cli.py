@@ -33,8 +33,10 @@ def main() -> None:
               help="JetStream fsync interval (e.g. 2m, 1s, or 'always'); default from natsconf.")
 @click.option("--auth", type=click.Choice(["open", "jwt"]), default="open", show_default=True,
               help="open: nickname only; jwt: log in with a users file.")
+@click.option("--twitch", multiple=True, metavar="CHANNEL:ROOM",
+              help="Bridge a Twitch channel into a room (repeatable).")
 def up(port: int, host: str, data_dir: Path, gateways: int, nats_nodes: int, rooms: Path,
-       sync_interval: str | None, auth: str) -> None:
+       sync_interval: str | None, auth: str, twitch: tuple[str, ...]) -> None:
     """Run natter on this machine: a NATS cluster, gateways and the rooms in k8s/rooms."""
     from natter.up import UpOptions, run_up
 
@@ -42,7 +44,7 @@ def up(port: int, host: str, data_dir: Path, gateways: int, nats_nodes: int, roo
     logs.setup(settings.log_level, settings.log_format, process="up")
     options = UpOptions(
         port=port, host=host, data_dir=data_dir, gateways=gateways, nats_nodes=nats_nodes,
-        rooms=rooms, sync_interval=sync_interval, auth=auth,
+        rooms=rooms, sync_interval=sync_interval, auth=auth, twitch=list(twitch),
     )
     sys.exit(asyncio.run(run_up(options)))
 
@@ -81,12 +83,13 @@ def bridge() -> None:
 @click.option("--channel", required=True, help="Twitch channel (without #).")
 @click.option("--room", required=True, help="natter room to publish into.")
 @click.option("--server", default=None, help="IRC server HOST:PORT (default Twitch's).")
-@click.option("--tls/--no-tls", default=True, show_default=True, help="TLS to the IRC server.")
-def twitch(channel: str, room: str, server: str | None, tls: bool) -> None:
+@click.option("--tls/--no-tls", default=None,
+              help="TLS to the IRC server (default: on, or NATTER_TWITCH_TLS).")
+def twitch(channel: str, room: str, server: str | None, tls: bool | None) -> None:
     """Bridge a Twitch channel's chat into a room."""
     from natter.bridges.twitch import run
 
-    run(channel=channel, room=room, server=server, tls=tls, settings=Settings())
+    run(channel=channel, room=room, server=server, tls=tls, settings=Settings())  # type: ignore[arg-type]
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,69 @@ class Settings(BaseSettings):
     )
     shutdown_grace: float = Field(
         10.0, description="Seconds a gateway spends draining sockets and NATS on shutdown."
+    )
+
+    # authentication (natter.auth) ------------------------------------------------
+    users_file: str | None = Field(
+        None, description="YAML users file (users: [{name, password_hash, groups}]) for /api/login."
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key (32+ bytes) signing natter's own tokens; required for logins."
+    )
+    jwt_issuer: str = Field("natter", description="iss and aud of natter's own tokens.")
+    token_ttl: int = Field(900, ge=30, description="Seconds an access token from /api/login lives.")
+    refresh_ttl: int = Field(
+        43200, ge=60, description="Seconds a refresh token lives (POST /api/refresh rotates it)."
+    )
+    oidc_issuer: str | None = Field(
+        None, description="Accept RS256 tokens from this OIDC issuer (its iss claim)."
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="JWKS URL of the OIDC issuer; default from its discovery document."
+    )
+    oidc_audience: str | None = Field(
+        None, description="Required aud of OIDC tokens (the client id); unset skips the check."
+    )
+    oidc_user_claim: str = Field(
+        "preferred_username", description="OIDC claim naming the user (falls back to sub)."
+    )
+    oidc_groups_claim: str = Field("groups", description="OIDC claim listing the user's groups.")
+    oidc_algorithms: str = Field("RS256", description="Comma-separated algorithms OIDC keys use.")
+    jwks_cache_seconds: float = Field(
+        300.0, description="Seconds JWKS keys are cached; an unknown kid refetches sooner."
+    )
+    hello_timeout: float = Field(
+        10.0, description="Seconds a new socket has to say hello before it is closed (1008)."
+    )
+    max_failed_hellos: int = Field(
+        3, ge=1, description="Refused hellos on one socket before it is closed (1008)."
+    )
+
+    # abuse limits (natter.gateway.limits) ----------------------------------------
+    send_rate: float = Field(5.0, description="Messages per second one user may send, sustained.")
+    send_burst: int = Field(20, ge=1, description="Messages one user may send in a burst.")
+    request_rate: float = Field(
+        10.0, description="join/history requests per second per user, sustained."
+    )
+    request_burst: int = Field(40, ge=1, description="join/history requests per user in a burst.")
+    login_rate: float = Field(0.2, description="Login attempts per second per client address.")
+    login_burst: int = Field(10, ge=1, description="Login attempts per client address in a burst.")
+    max_connections_per_ip: int = Field(
+        64, ge=0, description="Open WebSockets per client address per process; 0 = unlimited."
+    )
+    max_rooms_per_connection: int = Field(
+        50, ge=1, description="Rooms one WebSocket may have joined at once."
+    )
+
+    # hardening (natter.gateway.security) -----------------------------------------
+    allowed_origins: str = Field(
+        "", description="Comma-separated extra Origins allowed for /ws and unsafe HTTP methods "
+        "(same-origin is always allowed; '*' allows any)."
+    )
+    hsts: bool = Field(False, description="Send Strict-Transport-Security (only behind HTTPS).")
+    nats_inbox_prefix: str | None = Field(
+        None, description="NATS reply-subject prefix; default _INBOX_<nats_user> when a NATS "
+        "user is set (so users cannot read each other's replies), else _INBOX."
     )
 
     def nats_servers(self) -> list[str]:

@@ -67,6 +67,16 @@ def render(
     route_urls = ", ".join(f'"nats-route://{host}:{port}"' for port in routes)
     top = "\n".join(f"{key}: {_value(val)}" for key, val in SHARED.items() if key != "jetstream")
     js_lines = "\n".join(f"  {key}: {_value(val)}" for key, val in js.items())
+    cluster = (
+        f"""cluster {{
+  name: "{CLUSTER_NAME}"
+  listen: "{host}:{ports.cluster}"
+  routes: [{route_urls}]
+  connect_retries: 120
+}}"""
+        if routes
+        else "# a single node: no cluster block (JetStream clustering needs routes)"
+    )
     return f"""# natter embedded NATS node {name} (generated; edits are overwritten)
 server_name: "{name}"
 listen: "{host}:{ports.client}"
@@ -78,11 +88,6 @@ jetstream {{
 {js_lines}
 }}
 
-cluster {{
-  name: "{CLUSTER_NAME}"
-  listen: "{host}:{ports.cluster}"
-  routes: [{route_urls}]
-  connect_retries: 120
-}}
+{cluster}
 {extra}
 """

@@ -162,7 +162,7 @@ def stored_message(msg_id: str, user: str, text: str, source: str | None = None)
     return orjson.dumps(body)
 
 
-_MESSAGE_FIELDS = ("id", "user", "text", "ts", "source")
+_MESSAGE_FIELDS = ("id", "user", "text", "ts", "source", "action")
 
 
 def message_fields(room: str, seq: int, payload: bytes) -> dict[str, Any]:

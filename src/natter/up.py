@@ -47,14 +47,19 @@ class UpOptions:
     rooms: Path | None = Path("k8s/rooms")
     sync_interval: str | None = None
     auth: str = "open"
+    twitch: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
 
 
 @dataclass
 class Worker:
+    """A supervised child process: a gateway worker or a bridge."""
+
     index: int
     process: subprocess.Popen[bytes]
+    argv: list[str]
+    log_name: str
     stopping: bool = False
 
     @property
@@ -71,6 +76,7 @@ class Up:
             sync_interval=options.sync_interval,
         )
         self.workers: list[Worker] = []
+        self.bridges: list[Worker] = []
         self.stopping = asyncio.Event()
 
     @property
@@ -128,16 +134,28 @@ class Up:
         env.update(self.opts.extra_env)
         return env
 
-    def _spawn_worker(self, index: int) -> Worker:
-        log_file = open(self.data_dir / f"gateway-{index}.log", "ab")  # noqa: SIM115
+    def _spawn(self, index: int, argv: list[str], log_name: str, env: dict[str, str]) -> Worker:
+        log_file = open(self.data_dir / f"{log_name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "natter", "gateway", "--reuse-port"],
-            env=self._worker_env(), stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "natter", *argv], env=env, stdout=log_file,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log_file.close()
-        log.info("gateway worker started", worker=index, pid=process.pid)
-        return Worker(index, process)
+        log.info("process started", name=log_name, pid=process.pid)
+        return Worker(index, process, argv, log_name)
+
+    def _spawn_worker(self, index: int) -> Worker:
+        return self._spawn(index, ["gateway", "--reuse-port"], f"gateway-{index}", self._worker_env())
+
+    def _spawn_bridge(self, index: int, spec: str) -> Worker:
+        from natter.bridges.twitch import parse_bridge_spec
+
+        channel, room = parse_bridge_spec(spec)
+        env = {**self._worker_env(), "NATTER_TWITCH_HTTP_PORT": "0"}
+        return self._spawn(
+            index, ["bridge", "twitch", "--channel", channel, "--room", room],
+            f"bridge-twitch-{index}", env,
+        )
 
     async def _wait_gateways_ready(self, timeout: float) -> None:
         pids = {w.pid for w in self.workers}
@@ -164,6 +182,7 @@ class Up:
             "gateway_url": self.url,
             "nats": self.cluster.describe(),
             "gateways": [{"pid": w.pid, "index": w.index} for w in self.workers],
+            "bridges": [{"pid": b.pid, "args": b.argv} for b in self.bridges],
             "data_dir": str(self.data_dir),
         }
         path = self.data_dir / "cluster.json"
@@ -178,6 +197,7 @@ class Up:
         await self.cluster.start(timeout=self.opts.ready_timeout)
         count = await self.apply_rooms()
         self.workers = [self._spawn_worker(i) for i in range(self.opts.gateways)]
+        self.bridges = [self._spawn_bridge(i, spec) for i, spec in enumerate(self.opts.twitch)]
         self.write_state()
         await self._wait_gateways_ready(self.opts.ready_timeout)
         self.write_state()
@@ -193,12 +213,15 @@ class Up:
                                 code=node.process.returncode)
                     node.start()
                     changed = True
-            for i, worker in enumerate(self.workers):
-                if not worker.stopping and worker.process.poll() is not None:
-                    log.warning("gateway worker exited; restarting", worker=worker.index,
-                                code=worker.process.returncode)
-                    self.workers[i] = self._spawn_worker(worker.index)
-                    changed = True
+            for group in (self.workers, self.bridges):
+                for i, worker in enumerate(group):
+                    if not worker.stopping and worker.process.poll() is not None:
+                        log.warning("process exited; restarting", name=worker.log_name,
+                                    code=worker.process.returncode)
+                        group[i] = self._spawn(
+                            worker.index, worker.argv, worker.log_name, worker_env_of(worker, self)
+                        )
+                        changed = True
             if changed:
                 self.write_state()
             with contextlib.suppress(TimeoutError):
@@ -207,11 +230,12 @@ class Up:
     async def stop(self) -> None:
         self.stopping.set()
         grace = float(self.opts.extra_env.get("NATTER_SHUTDOWN_GRACE", "10"))
-        for worker in self.workers:
+        children = [*self.bridges, *self.workers]
+        for worker in children:
             worker.stopping = True
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
-        for worker in self.workers:
+        for worker in children:
             try:
                 await asyncio.to_thread(worker.process.wait, grace + 5)
             except subprocess.TimeoutExpired:
@@ -221,6 +245,13 @@ class Up:
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "cluster.json").unlink()
         log.info("natter stopped")
+
+
+def worker_env_of(worker: Worker, up: Up) -> dict[str, str]:
+    env = up._worker_env()
+    if worker.argv[0] == "bridge":
+        env["NATTER_TWITCH_HTTP_PORT"] = "0"
+    return env
 
 
 async def run_up(options: UpOptions) -> int:

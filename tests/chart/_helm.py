@@ -20,7 +20,10 @@ KIND_VALUES = REPO / "k8s" / "kind-values.yaml"
 #: (chart-testing's convention) and the kind walkthrough's values.
 SCENARIOS: dict[str, tuple[Path, ...]] = {
     "defaults": (),
-    **{p.name.removesuffix("-values.yaml"): (p,) for p in sorted((CHART / "ci").glob("*-values.yaml"))},
+    **{
+        p.name.removesuffix("-values.yaml"): (p,)
+        for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
     "kind": (KIND_VALUES,),
 }
 
@@ -47,10 +50,15 @@ def helm_binary() -> str:
     return tool("helm.sh")
 
 
-def helm(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [helm_binary(), *args], capture_output=True, text=True, timeout=timeout, check=False,
+        [helm_binary(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
@@ -103,8 +111,13 @@ class Rendered:
 
 
 @functools.cache
-def _render(values: tuple[str, ...], sets: tuple[str, ...], release: str, namespace: str,
-            kube_version: str | None) -> Rendered:
+def _render(
+    values: tuple[str, ...],
+    sets: tuple[str, ...],
+    release: str,
+    namespace: str,
+    kube_version: str | None,
+) -> Rendered:
     args = ["template", release, str(CHART), "--namespace", namespace]
     for v in values:
         args += ["-f", v]
@@ -117,8 +130,14 @@ def _render(values: tuple[str, ...], sets: tuple[str, ...], release: str, namesp
     return Rendered(objects, release, namespace)
 
 
-def render(values: Iterable[Path | str] = (), sets: Iterable[str] = (), *, release: str = "natter",
-           namespace: str = "default", kube_version: str | None = None) -> Rendered:
+def render(
+    values: Iterable[Path | str] = (),
+    sets: Iterable[str] = (),
+    *,
+    release: str = "natter",
+    namespace: str = "default",
+    kube_version: str | None = None,
+) -> Rendered:
     """`helm template` of chart/natter (cached per arguments)."""
     return _render(tuple(str(v) for v in values), tuple(sets), release, namespace, kube_version)
 
@@ -190,7 +209,7 @@ def parse_duration(text: str) -> float:
             number += ch
             i += 1
             continue
-        unit = text[i:i + 2] if text[i:i + 2] in units else ch
+        unit = text[i : i + 2] if text[i : i + 2] in units else ch
         if unit not in units or not number:
             raise ValueError(f"not a duration: {text!r}")
         total += float(number) * units[unit]

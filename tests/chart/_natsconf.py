@@ -32,7 +32,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise NatsConfError(f"cannot read at {text[pos:pos + 30]!r}")
+            raise NatsConfError(f"cannot read at {text[pos : pos + 30]!r}")
         pos = m.end()
         if m.group("punct"):
             out.append(("p", m.group("punct")))

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +20,13 @@ import httpx
 import pytest
 
 from natter import bus, natsconf
-from natter.config import Settings
 from natter.embedded import free_ports, nats_server_binary
 from natter.errors import Unavailable
 from natter.reconcile import reconcile_room, stream_config
 from natter.rooms import Room
 from tests.chart import _natsconf as reader
-from tests.chart._helm import CHART, SCENARIOS, Rendered, load_yaml, render, render_scenario
+from tests.chart._helm import CHART, SCENARIOS, load_yaml, render, render_scenario
+from tests.chart.conftest import ChartCluster, write_config
 
 NATS_CONF = "natter-nats-config"
 
@@ -40,18 +37,7 @@ def _camel(key: str) -> str:
 
 
 def _snake_to_values(shared: dict[str, Any]) -> dict[str, Any]:
-    return {
-        _camel(k): _snake_to_values(v) if isinstance(v, dict) else v for k, v in shared.items()
-    }
-
-
-def write_config(r: Rendered, directory: Path, prefix: str = "natter") -> Path:
-    """The chart's NATS config files laid out as the pod mounts them (/etc/nats)."""
-    (directory / "auth").mkdir(parents=True, exist_ok=True)
-    (directory / "nats.conf").write_text(r.config(f"{prefix}-nats-config", "nats.conf"))
-    for key in ("users.conf", "cluster.conf"):
-        (directory / "auth" / key).write_text(r.config(f"{prefix}-nats-auth", key))
-    return directory / "nats.conf"
+    return {_camel(k): _snake_to_values(v) if isinstance(v, dict) else v for k, v in shared.items()}
 
 
 def shared_settings(conf: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +54,9 @@ def shared_settings(conf: dict[str, Any]) -> dict[str, Any]:
 def test_values_default_to_the_shared_settings() -> None:
     values = load_yaml(CHART / "values.yaml")["nats"]["config"]
     expected = {"clusterName": natsconf.CLUSTER_NAME, **_snake_to_values(natsconf.SHARED)}
-    assert values == expected, "chart/natter/values.yaml nats.config drifted from natter.natsconf.SHARED"
+    assert values == expected, (
+        "chart/natter/values.yaml nats.config drifted from natter.natsconf.SHARED"
+    )
 
 
 def test_rendered_config_matches_natter_up(tmp_path: Path) -> None:
@@ -86,122 +74,14 @@ def test_nats_server_accepts_the_config(scenario: str, tmp_path: Path) -> None:
     prefix = r.all("StatefulSet")[0]["metadata"]["name"].removesuffix("-nats")
     path = write_config(r, tmp_path, prefix)
     proc = subprocess.run(
-        [nats_server_binary(), "-t", "-c", str(path)], capture_output=True, text=True,
-        env={**os.environ, "POD_NAME": f"{prefix}-nats-0"}, timeout=30, check=False,
+        [nats_server_binary(), "-t", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "POD_NAME": f"{prefix}-nats-0"},
+        timeout=30,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-# --- a cluster from the chart's config ----------------------------------------------
-
-
-@dataclass
-class Node:
-    name: str
-    client: int
-    monitor: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client}"
-
-
-@dataclass
-class ChartCluster:
-    nodes: list[Node]
-    passwords: dict[str, str]
-
-    @property
-    def urls(self) -> str:
-        return ",".join(n.url for n in self.nodes)
-
-    def settings(self, user: str | None, password: str | None = None) -> Settings:
-        return Settings(
-            nats_url=self.urls, nats_user=user,
-            nats_password=password if password is not None else self.passwords.get(user or ""),
-            nats_connect_timeout=2.0,
-        )
-
-
-def _localize(r: Rendered, directory: Path, index: int, ports: list[tuple[int, int, int]]) -> Path:
-    """Node ``index``'s config: the chart's files with local ports, paths and route hosts."""
-    path = write_config(r, directory)
-    client, cluster, monitor = ports[index]
-    text = path.read_text()
-    for old, new in (
-        ("\nport: 4222\n", f"\nport: {client}\n"),
-        ("\nhttp_port: 8222\n", f"\nhttp_port: {monitor}\n"),
-        ("\n  port: 6222\n", f'\n  host: "127.0.0.1"\n  port: {cluster}\n'),
-        ('pid_file: "/var/run/nats/nats.pid"', f'pid_file: "{directory / "nats.pid"}"'),
-        ('store_dir: "/data"', f'store_dir: "{directory / "data"}"'),
-    ):
-        assert text.count(old) == 1, f"the chart's nats.conf no longer contains {old!r}"
-        text = text.replace(old, new)
-    text = text.replace("\nport:", '\nhost: "127.0.0.1"\nport:', 1)
-    path.write_text(text)
-    routes = (directory / "auth" / "cluster.conf").read_text()
-    hosts = re.findall(r"@([^\"]+):6222\"", routes)
-    assert len(hosts) == len(ports)
-    for host, (_, route_port, _) in zip(hosts, ports, strict=True):
-        routes = routes.replace(f"@{host}:6222\"", f"@127.0.0.1:{route_port}\"")
-    (directory / "auth" / "cluster.conf").write_text(routes)
-    return path
-
-
-@pytest.fixture(scope="module")
-def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartCluster]:
-    # One bridge for room default/general, so its user is rendered too.
-    r = render(sets=["bridges.twitch[0].channel=natter_demo", "bridges.twitch[0].room=general"])
-    import base64
-
-    creds = {k: base64.b64decode(v).decode() for k, v in r.one("Secret", "natter-credentials")["data"].items()}
-    passwords = {
-        "gateway": creds["gateway-password"],
-        "operator": creds["operator-password"],
-        "bridge-twitch-natter-demo": creds["bridge-twitch-natter-demo-password"],
-    }
-    base = tmp_path_factory.mktemp("chart-nats")
-    flat = free_ports(9)
-    ports = [tuple(flat[i * 3:i * 3 + 3]) for i in range(3)]
-    nodes: list[Node] = []
-    try:
-        for i in range(3):
-            directory = base / f"natter-nats-{i}"
-            conf = _localize(r, directory, i, ports)  # type: ignore[arg-type]
-            log = (directory / "nats.log").open("wb")
-            proc = subprocess.Popen(
-                [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "POD_NAME": f"natter-nats-{i}"}, start_new_session=True,
-            )
-            nodes.append(Node(f"natter-nats-{i}", ports[i][0], ports[i][2], proc))
-        cluster = ChartCluster(nodes, passwords)
-        asyncio.run(_wait_healthy(cluster))
-        yield cluster
-    finally:
-        for node in nodes:
-            node.process.terminate()
-        for node in nodes:
-            try:
-                node.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait(timeout=5)
-
-
-async def _wait_healthy(cluster: ChartCluster) -> None:
-    from natter.embedded import check_for
-
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        async def healthy() -> bool:
-            for node in cluster.nodes:
-                assert node.process.poll() is None, f"{node.name} exited"
-                response = await client.get(f"http://127.0.0.1:{node.monitor}/healthz")
-                if response.status_code != 200:
-                    return False
-            return True
-
-        await check_for(60, healthy, interval=0.2, what="the chart's NATS cluster to be healthy")
 
 
 def test_cluster_runs_the_shared_settings(chart_cluster: ChartCluster) -> None:
@@ -212,9 +92,13 @@ def test_cluster_runs_the_shared_settings(chart_cluster: ChartCluster) -> None:
     assert varz["write_deadline"] == int(reader_duration(natsconf.SHARED["write_deadline"]) * 1e9)
     assert varz["jetstream"]["config"]["max_memory"] == js["max_memory_store"]
     assert varz["jetstream"]["config"]["max_storage"] == js["max_file_store"]
-    assert varz["jetstream"]["config"]["sync_interval"] == int(reader_duration(js["sync_interval"]) * 1e9)
+    assert varz["jetstream"]["config"]["sync_interval"] == int(
+        reader_duration(js["sync_interval"]) * 1e9
+    )
     assert varz["cluster"]["name"] == natsconf.CLUSTER_NAME
-    routez = httpx.get(f"http://127.0.0.1:{chart_cluster.nodes[0].monitor}/routez", timeout=5).json()
+    routez = httpx.get(
+        f"http://127.0.0.1:{chart_cluster.nodes[0].monitor}/routez", timeout=5
+    ).json()
     assert routez["num_routes"] >= 2  # routed to both others over the password-protected port
 
 
@@ -228,21 +112,35 @@ def reader_duration(text: str) -> float:
 
 
 async def _connect(cluster: ChartCluster, user: str | None, password: str | None = None) -> Any:
-    return await bus.connect(cluster.settings(user, password), f"chart-test-{user}", connect_attempts=3)
+    return await bus.connect(
+        cluster.settings(user, password), f"chart-test-{user}", connect_attempts=3
+    )
 
 
 async def test_unknown_clients_are_refused(chart_cluster: ChartCluster) -> None:
     import nats
     import nats.errors
 
-    good = await nats.connect(chart_cluster.nodes[0].url, user="gateway",
-                              password=chart_cluster.passwords["gateway"], allow_reconnect=False)
+    good = await nats.connect(
+        chart_cluster.nodes[0].url,
+        user="gateway",
+        password=chart_cluster.passwords["gateway"],
+        allow_reconnect=False,
+    )
     await good.close()
-    for creds in ({}, {"user": "gateway", "password": "not-the-password"},
-                  {"user": "operator", "password": chart_cluster.passwords["gateway"]}):
+    for creds in (
+        {},
+        {"user": "gateway", "password": "not-the-password"},
+        {"user": "operator", "password": chart_cluster.passwords["gateway"]},
+    ):
         with pytest.raises((nats.errors.Error, OSError)):
-            nc = await nats.connect(chart_cluster.nodes[0].url, allow_reconnect=False,
-                                    max_reconnect_attempts=0, connect_timeout=2, **creds)
+            nc = await nats.connect(
+                chart_cluster.nodes[0].url,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=2,
+                **creds,
+            )
             await nc.close()
 
 
@@ -254,8 +152,11 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
         # The operator reconciles rooms: streams and registry entries.
         admin = bus.RoomAdmin(operator)
         general = Room.build("default", "general", {"replicas": 3})
-        random_room = Room.build("default", "random", {"replicas": 3, "storage": "memory",
-                                                       "retention": {"maxBytes": "64Mi"}})
+        random_room = Room.build(
+            "default",
+            "random",
+            {"replicas": 3, "storage": "memory", "retention": {"maxBytes": "64Mi"}},
+        )
         elsewhere = Room.build("elsewhere", "general", {"replicas": 1})
         for room in (general, random_room, elsewhere):
             status = await reconcile_room(admin, room)
@@ -285,7 +186,9 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
         # ...but administers nothing and stays in its namespace.
         denied_admin = bus.RoomAdmin(gateway, timeout=1.0)
         with pytest.raises(Unavailable):
-            await denied_admin.add_stream(stream_config(Room.build("default", "sneaky", {"replicas": 1})))
+            await denied_admin.add_stream(
+                stream_config(Room.build("default", "sneaky", {"replicas": 1}))
+            )
         assert await admin.stream_info("ROOM_default_sneaky") is None
         with pytest.raises(Unavailable):
             await denied_admin.delete_stream(general.stream)
@@ -297,17 +200,26 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
         # The bridge chats in its room only.
         bridge_rooms = bus.RoomBus(bridge)
         assert await bus.Registry(bridge).lookup("default", "general") == general
-        mine = await bridge_rooms.publish(general, b'{"text": "from twitch"}', msg_id=uuid.uuid4().hex)
+        mine = await bridge_rooms.publish(
+            general, b'{"text": "from twitch"}', msg_id=uuid.uuid4().hex
+        )
         assert mine.seq == sent.seq + 1
-        assert [s for s, _ in await bridge_rooms.read(general, sent.seq, mine.seq)] == [sent.seq, mine.seq]
+        assert [s for s, _ in await bridge_rooms.read(general, sent.seq, mine.seq)] == [
+            sent.seq,
+            mine.seq,
+        ]
         before = await rooms.bounds(random_room)
         with pytest.raises(Unavailable):
-            await bridge_rooms.publish(random_room, b'{"text": "x"}', msg_id=uuid.uuid4().hex, timeout=1.5)
+            await bridge_rooms.publish(
+                random_room, b'{"text": "x"}', msg_id=uuid.uuid4().hex, timeout=1.5
+            )
         assert await rooms.bounds(random_room) == before
 
         # The operator never touches chat.
         with pytest.raises(Unavailable):
-            await bus.RoomBus(operator).publish(general, b'{"text": "x"}', msg_id=uuid.uuid4().hex, timeout=1.5)
+            await bus.RoomBus(operator).publish(
+                general, b'{"text": "x"}', msg_id=uuid.uuid4().hex, timeout=1.5
+            )
     finally:
         for nc in (operator, gateway, bridge):
             await nc.drain()

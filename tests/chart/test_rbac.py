@@ -14,7 +14,11 @@ CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
 
 def _norm(rules: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], ...]]:
     return sorted(
-        (tuple(sorted(r.get("apiGroups", []))), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"])))
+        (
+            tuple(sorted(r.get("apiGroups", []))),
+            tuple(sorted(r["resources"])),
+            tuple(sorted(r["verbs"])),
+        )
         for r in rules
     )
 
@@ -43,9 +47,14 @@ def test_operator_is_bound_to_its_rules() -> None:
     (crb,) = r.all("ClusterRoleBinding")
     (rb,) = r.all("RoleBinding")
     for binding in (crb, rb):
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "natter-operator", "namespace": "chat"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "natter-operator", "namespace": "chat"}
+        ]
     assert rb["roleRef"]["name"] == r.all("Role")[0]["metadata"]["name"]
     assert crb["roleRef"]["name"] == r.all("ClusterRole")[0]["metadata"]["name"]
     # Two releases in two namespaces must not share cluster-wide names.
     other = render(sets=["operator.scope=namespace"], namespace="chat2")
-    assert other.all("ClusterRole")[0]["metadata"]["name"] != r.all("ClusterRole")[0]["metadata"]["name"]
+    assert (
+        other.all("ClusterRole")[0]["metadata"]["name"]
+        != r.all("ClusterRole")[0]["metadata"]["name"]
+    )

@@ -31,7 +31,8 @@ def default() -> Rendered:
 
 def pod_labels(r: Rendered, component: str) -> list[dict[str, str]]:
     return [
-        meta["labels"] for _, meta, _ in r.pod_specs()
+        meta["labels"]
+        for _, meta, _ in r.pod_specs()
         if meta["labels"].get("app.kubernetes.io/component") == component
     ]
 
@@ -48,8 +49,9 @@ def test_nats_statefulset_shape(default: Rendered) -> None:
     headless = default.one("Service", "natter-nats-headless")
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["publishNotReadyAddresses"] is True
-    assert selector_matches({"matchLabels": headless["spec"]["selector"]},
-                            spec["template"]["metadata"]["labels"])
+    assert selector_matches(
+        {"matchLabels": headless["spec"]["selector"]}, spec["template"]["metadata"]["labels"]
+    )
     assert selector_matches(spec["selector"], spec["template"]["metadata"]["labels"])
     client = default.one("Service", "natter-nats")
     assert client["spec"]["type"] == "ClusterIP"
@@ -68,7 +70,10 @@ def test_nats_jetstream_on_persistent_volumes(default: Rendered) -> None:
     conf = default.config("natter-nats-config", "nats.conf")
     store = re.search(r'store_dir:\s*"([^"]+)"', conf)
     assert store and mounts["data"] == store.group(1)
-    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
 
 
 def test_volume_is_larger_than_the_file_store() -> None:
@@ -86,8 +91,10 @@ def test_nats_routes_name_every_server_by_pod_dns() -> None:
         sts = r.all("StatefulSet")[0]
         base, replicas = sts["metadata"]["name"], sts["spec"]["replicas"]
         headless = sts["spec"]["serviceName"]
-        cluster_conf = r.config(f"{r.all('Secret')[0]['metadata']['name'].removesuffix('-credentials')}-nats-auth",
-                                "cluster.conf")
+        cluster_conf = r.config(
+            f"{r.all('Secret')[0]['metadata']['name'].removesuffix('-credentials')}-nats-auth",
+            "cluster.conf",
+        )
         hosts = re.findall(r'"nats://route:[^@"]+@([^":]+):(\d+)"', cluster_conf)
         assert hosts == [(f"{base}-{i}.{headless}.chat.svc", "6222") for i in range(replicas)], name
 
@@ -111,7 +118,9 @@ def test_nats_lame_duck_fits_the_grace_period() -> None:
         pod = sts["spec"]["template"]["spec"]
         (nats,) = pod["containers"]
         assert nats["lifecycle"]["preStop"]["exec"]["command"] == [
-            "nats-server", "--signal", "ldm=/var/run/nats/nats.pid"
+            "nats-server",
+            "--signal",
+            "ldm=/var/run/nats/nats.pid",
         ]
         conf = r.config(f"{sts['metadata']['name']}-config", "nats.conf")
         assert 'pid_file: "/var/run/nats/nats.pid"' in conf
@@ -125,8 +134,12 @@ def test_nats_anti_affinity() -> None:
     soft = render_scenario("defaults").one("StatefulSet", "natter-nats")["spec"]["template"]["spec"]
     (term,) = soft["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-    assert selector_matches(term["podAffinityTerm"]["labelSelector"], pod_labels(render_scenario("defaults"), "nats")[0])
-    hard = render_scenario("scaled-bridges").one("StatefulSet", "chat-nats")["spec"]["template"]["spec"]
+    assert selector_matches(
+        term["podAffinityTerm"]["labelSelector"], pod_labels(render_scenario("defaults"), "nats")[0]
+    )
+    hard = render_scenario("scaled-bridges").one("StatefulSet", "chat-nats")["spec"]["template"][
+        "spec"
+    ]
     assert "requiredDuringSchedulingIgnoredDuringExecution" in hard["affinity"]["podAntiAffinity"]
     none = render_scenario("minimal").one("StatefulSet", "natter-nats")["spec"]["template"]["spec"]
     assert "affinity" not in none
@@ -137,8 +150,11 @@ def test_disruption_budgets(default: Rendered) -> None:
         pdb = default.one("PodDisruptionBudget", name)
         assert pdb["spec"]["maxUnavailable"] == 1
         assert "minAvailable" not in pdb["spec"]
-        targets = [labels for _, meta, _ in default.pod_specs()
-                   if selector_matches(pdb["spec"]["selector"], labels := meta["labels"])]
+        targets = [
+            labels
+            for _, meta, _ in default.pod_specs()
+            if selector_matches(pdb["spec"]["selector"], labels := meta["labels"])
+        ]
         assert targets and all(t["app.kubernetes.io/component"] == component for t in targets)
     assert render_scenario("minimal").all("PodDisruptionBudget") == []
 
@@ -156,7 +172,9 @@ def test_gateway_deployment(default: Rendered) -> None:
     assert gw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     env = env_of(gw)
     assert env["NATTER_AUTH"] == "jwt"
-    assert env["NATTER_JWT_SECRET"] == {"secretKeyRef": {"name": "natter-credentials", "key": "jwt-secret"}}
+    assert env["NATTER_JWT_SECRET"] == {
+        "secretKeyRef": {"name": "natter-credentials", "key": "jwt-secret"}
+    }
     assert env["NATTER_HOST"] == "0.0.0.0"
     assert env["NATTER_PORT"] == "8080" and gw["ports"] == [{"name": "http", "containerPort": 8080}]
     assert env["NATTER_NAMESPACE"] == "default"
@@ -184,7 +202,11 @@ def test_gateway_autoscaling() -> None:
     assert render_scenario("defaults").all("HorizontalPodAutoscaler") == []
     r = render_scenario("scaled-bridges")
     hpa = r.one("HorizontalPodAutoscaler", "chat-gateway")["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat-gateway"}
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "chat-gateway",
+    }
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 12)
     # With an autoscaler the Deployment must not fight it over replicas.
     assert "replicas" not in r.one("Deployment", "chat-gateway")["spec"]
@@ -203,8 +225,14 @@ def test_operator_deployment(default: Rendered) -> None:
     (op,) = pod["containers"]
     assert op["args"] == ["operator", "--all-namespaces"]
     assert env_of(op)["NATTER_NATS_USER"] == "operator"
-    scoped = render_scenario("scaled-bridges", namespace="chatns").one("Deployment", "chat-operator")
-    assert scoped["spec"]["template"]["spec"]["containers"][0]["args"] == ["operator", "--namespace", "chatns"]
+    scoped = render_scenario("scaled-bridges", namespace="chatns").one(
+        "Deployment", "chat-operator"
+    )
+    assert scoped["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "operator",
+        "--namespace",
+        "chatns",
+    ]
     assert render_scenario("minimal").maybe("Deployment", "natter-operator") is None
 
 
@@ -217,9 +245,13 @@ def test_rbac_is_least_privilege() -> None:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"], (name, rule)
                 assert "*" not in rule.get("apiGroups", []), (name, rule)
                 assert not {"secrets", "pods", "configmaps"} & set(rule["resources"]), (name, rule)
-                assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+                assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(
+                    rule["verbs"]
+                )
         for binding in r.all("ClusterRoleBinding") + r.all("RoleBinding"):
-            role_names = {x["metadata"]["name"] for x in roles if x["kind"] == binding["roleRef"]["kind"]}
+            role_names = {
+                x["metadata"]["name"] for x in roles if x["kind"] == binding["roleRef"]["kind"]
+            }
             assert binding["roleRef"]["name"] in role_names
             for subject in binding["subjects"]:
                 assert subject["kind"] == "ServiceAccount"
@@ -234,7 +266,10 @@ def test_operator_scope_decides_role_kind() -> None:
     assert cluster.all("Role") == []
     ns = render_scenario("scaled-bridges")
     (cr,) = ns.all("ClusterRole")
-    assert {res for rule in cr["rules"] for res in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
+    assert {res for rule in cr["rules"] for res in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
     (role,) = ns.all("Role")
     assert "chatrooms" in {res for rule in role["rules"] for res in rule["resources"]}
 
@@ -244,8 +279,11 @@ def test_operator_scope_decides_role_kind() -> None:
 
 def test_twitch_bridges_one_deployment_each() -> None:
     r = render_scenario("scaled-bridges", namespace="chatns")
-    bridges = {d["metadata"]["name"]: d for d in r.all("Deployment")
-               if d["metadata"]["labels"]["app.kubernetes.io/component"] == "bridge"}
+    bridges = {
+        d["metadata"]["name"]: d
+        for d in r.all("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "bridge"
+    }
     assert set(bridges) == {"chat-bridge-twitch-some-streamer", "chat-bridge-twitch-another-one"}
     one = bridges["chat-bridge-twitch-some-streamer"]["spec"]
     assert one["replicas"] == 1 and one["strategy"] == {"type": "Recreate"}
@@ -259,7 +297,11 @@ def test_twitch_bridges_one_deployment_each() -> None:
     assert "envFrom" not in c2
     # Each bridge's selector picks only its own pod.
     for name, dep in bridges.items():
-        matched = [m["labels"] for _, m, _ in r.pod_specs() if selector_matches(dep["spec"]["selector"], m["labels"])]
+        matched = [
+            m["labels"]
+            for _, m, _ in r.pod_specs()
+            if selector_matches(dep["spec"]["selector"], m["labels"])
+        ]
         assert len(matched) == 1, name
 
 
@@ -267,8 +309,14 @@ def test_duplicate_bridge_names_are_refused() -> None:
     from tests.chart._helm import RenderError
 
     with pytest.raises(RenderError, match="two bridges are named"):
-        render(sets=["bridges.twitch[0].channel=abc", "bridges.twitch[0].room=r",
-                     "bridges.twitch[1].channel=abc", "bridges.twitch[1].room=s"])
+        render(
+            sets=[
+                "bridges.twitch[0].channel=abc",
+                "bridges.twitch[0].room=r",
+                "bridges.twitch[1].channel=abc",
+                "bridges.twitch[1].room=s",
+            ]
+        )
 
 
 # --- credentials and NATS users -----------------------------------------------------
@@ -303,7 +351,9 @@ def test_every_nats_client_has_its_own_user() -> None:
                 user = env["NATTER_NATS_USER"]
                 ref = env["NATTER_NATS_PASSWORD"]["secretKeyRef"]
                 assert ref["name"] == f"{prefix}-credentials", where
-                assert base64.b64decode(creds[ref["key"]]).decode() == users[user]["password"], where
+                assert base64.b64decode(creds[ref["key"]]).decode() == users[user]["password"], (
+                    where
+                )
                 seen.add(user)
         assert seen == set(users), f"{name}: users without a client or clients without a user"
         assert len({u["password"] for u in users.values()}) == len(users)
@@ -312,8 +362,18 @@ def test_every_nats_client_has_its_own_user() -> None:
 def test_nats_permissions_are_scoped(default: Rendered) -> None:
     users = _users(default, "natter")
     gw, op = users["gateway"], users["operator"]
-    assert not any(s.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.DELETE", "$JS.API.STREAM.UPDATE",
-                                 "$JS.API.STREAM.PURGE", "$KV.")) for s in gw["publish"])
+    assert not any(
+        s.startswith(
+            (
+                "$JS.API.STREAM.CREATE",
+                "$JS.API.STREAM.DELETE",
+                "$JS.API.STREAM.UPDATE",
+                "$JS.API.STREAM.PURGE",
+                "$KV.",
+            )
+        )
+        for s in gw["publish"]
+    )
     assert "chat.default.>" in gw["publish"] and ">" not in gw["publish"]
     assert not any(s.startswith(("chat.", "chatx.")) for s in op["publish"] + op["subscribe"])
     for user in users.values():
@@ -346,7 +406,10 @@ def test_secrets_are_generated_and_secret(default: Rendered) -> None:
 def test_secret_and_configmap_references_resolve() -> None:
     for name in ALL:
         r = render_scenario(name)
-        secrets = {s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})} for s in r.all("Secret")}
+        secrets = {
+            s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})}
+            for s in r.all("Secret")
+        }
         configmaps = {c["metadata"]["name"]: c["data"] for c in r.all("ConfigMap")}
         for where, _, spec in r.pod_specs():
             for c in containers(spec):
@@ -393,12 +456,19 @@ def test_labels_and_service_selectors(scenario: str) -> None:
     r = render_scenario(scenario)
     for obj in r.objects:
         labels = obj["metadata"].get("labels", {})
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+        ):
             assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
         assert len(obj["metadata"]["name"]) <= 63
     for svc in r.all("Service"):
-        selected = [spec for _, meta, spec in r.pod_specs()
-                    if selector_matches({"matchLabels": svc["spec"]["selector"]}, meta["labels"])]
+        selected = [
+            spec
+            for _, meta, spec in r.pod_specs()
+            if selector_matches({"matchLabels": svc["spec"]["selector"]}, meta["labels"])
+        ]
         assert selected, svc["metadata"]["name"]
         for port in svc["spec"]["ports"]:
             for spec in selected:
@@ -416,8 +486,12 @@ def _allowed(policy: dict[str, Any], port: str, labels: dict[str, str]) -> bool:
             continue
         if "from" not in rule:
             return True
-        if any("podSelector" in peer and "namespaceSelector" not in peer
-               and selector_matches(peer["podSelector"], labels) for peer in rule["from"]):
+        if any(
+            "podSelector" in peer
+            and "namespaceSelector" not in peer
+            and selector_matches(peer["podSelector"], labels)
+            for peer in rule["from"]
+        ):
             return True
     return False
 
@@ -430,7 +504,9 @@ def test_network_policy_lets_only_natter_reach_nats() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     by_component: dict[str, list[dict[str, str]]] = {}
     for _, meta, _ in r.pod_specs():
-        by_component.setdefault(meta["labels"]["app.kubernetes.io/component"], []).append(meta["labels"])
+        by_component.setdefault(meta["labels"]["app.kubernetes.io/component"], []).append(
+            meta["labels"]
+        )
     for component in ("gateway", "operator", "bridge"):
         for labels in by_component[component]:
             assert _allowed(policy, "client", labels), component
@@ -443,8 +519,12 @@ def test_network_policy_lets_only_natter_reach_nats() -> None:
         for port in ("client", "cluster", "monitor"):
             assert not _allowed(policy, port, labels), (labels, port)
     # The monitoring peers from values come through unchanged.
-    monitor_rule = [rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == "monitor"][0]
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in monitor_rule["from"]
+    monitor_rule = next(
+        rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == "monitor"
+    )
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    } in monitor_rule["from"]
     # Gateways take traffic from anyone, on their HTTP port only.
     gw = r.one("NetworkPolicy", "chat-gateway")
     assert _allowed(gw, "http", stranger) and not _allowed(gw, "metrics-or-anything", stranger)
@@ -452,9 +532,13 @@ def test_network_policy_lets_only_natter_reach_nats() -> None:
     closed = r.one("NetworkPolicy", "chat-no-ingress")
     assert "ingress" not in closed["spec"] and closed["spec"]["policyTypes"] == ["Ingress"]
     for component in ("operator", "bridge"):
-        assert all(selector_matches(closed["spec"]["podSelector"], l) for l in by_component[component])
+        assert all(
+            selector_matches(closed["spec"]["podSelector"], lab) for lab in by_component[component]
+        )
     for component in ("gateway", "nats"):
-        assert not any(selector_matches(closed["spec"]["podSelector"], l) for l in by_component[component])
+        assert not any(
+            selector_matches(closed["spec"]["podSelector"], lab) for lab in by_component[component]
+        )
     assert render_scenario("open-nodeport").all("NetworkPolicy") == []
 
 
@@ -470,7 +554,10 @@ def test_helm_test_sends_through_the_gateway(default: Rendered) -> None:
     (c,) = pod["spec"]["containers"]
     env = env_of(c)
     svc = default.one("Service", "natter-gateway")
-    assert env["NATTER_TEST_GATEWAY"] == f"http://natter-gateway.default.svc:{svc['spec']['ports'][0]['port']}"
+    assert (
+        env["NATTER_TEST_GATEWAY"]
+        == f"http://natter-gateway.default.svc:{svc['spec']['ports'][0]['port']}"
+    )
     assert env["NATTER_TEST_ROOM"] == room["metadata"]["name"]
     assert room["metadata"]["namespace"] == "default"
     assert env["NATTER_JWT_SECRET"]["secretKeyRef"]["key"] == "jwt-secret"

@@ -58,9 +58,17 @@ def test_objects_validate_strictly(scenario: str, version: str) -> None:
         if key in custom:
             # Custom resources: the CRD's structural schema (the API server adds CEL on install).
             try:
-                jsonschema.validate({k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")},
-                                    {**custom[key], "properties": {k: v for k, v in custom[key].get("properties", {}).items()
-                                                                   if k not in ("apiVersion", "kind", "metadata")}})
+                jsonschema.validate(
+                    {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")},
+                    {
+                        **custom[key],
+                        "properties": {
+                            k: v
+                            for k, v in custom[key].get("properties", {}).items()
+                            if k not in ("apiVersion", "kind", "metadata")
+                        },
+                    },
+                )
             except jsonschema.ValidationError as exc:
                 failures.append(f"{where}: {exc.message}")
             continue

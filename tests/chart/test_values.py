@@ -62,7 +62,9 @@ def test_schema_covers_every_value() -> None:
             if part not in props:
                 # Free-form maps (resources, securityContext...) constrain their
                 # contents only loosely; they still must say they are objects.
-                assert node.get("type") == "object" and node.get("additionalProperties") is not False, path
+                assert (
+                    node.get("type") == "object" and node.get("additionalProperties") is not False
+                ), path
                 break
             node = props[part]
         assert {"type", "const", "enum"} & set(node), path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -73,7 +75,7 @@ async def test_changed_stream_is_corrected(
     admin = RoomAdmin(nats_client)
     tampered = stream_config(room)
     tampered.max_msgs = 5
-    tampered.max_age = 60.0
+    tampered.max_age = 3600.0
     await admin.update_stream(tampered)
 
     async def corrected() -> bool:
@@ -99,7 +101,15 @@ async def test_leader_kill_shows_new_leader(
     stream = obj["status"]["stream"]
     old = stream["leader"]
     assert old == await nats_cluster.stream_leader(stream["name"])
-    assert stream["replicas"] == 3
+
+    def current(count: int) -> Callable[[], bool]:
+        def check() -> bool:
+            room = kube.get("chatroom", "random", ns) or {}
+            return bool(room.get("status", {}).get("stream", {}).get("replicas") == count)
+
+        return check
+
+    await check_for(30, current(3), what="status shows 3 current replicas")
 
     nats_cluster.kill(old)
     new = await nats_cluster.wait_for_stream_leader(stream["name"], timeout=30)
@@ -113,8 +123,4 @@ async def test_leader_kill_shows_new_leader(
     row = kube.kubectl("get", "room", "random", "-n", ns, "--no-headers").stdout.split()
     assert row[1] == "True" and row[4] == new
 
-    def two_current() -> bool:
-        room = kube.get("chatroom", "random", ns) or {}
-        return bool(room.get("status", {}).get("stream", {}).get("replicas") == 2)
-
-    await check_for(60, two_current, what="status shows 2 current replicas")
+    await check_for(60, current(2), what="status shows 2 current replicas")

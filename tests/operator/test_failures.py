@@ -62,11 +62,12 @@ async def test_storage_conflict_leaves_stream_untouched(
 ) -> None:
     kube, ns = chatroom_crd, kube_namespace
     admin = RoomAdmin(nats_client)
-    legacy = Room.build(ns, "legacy", {"storage": "memory", "retention": {"maxMessages": 10}})
+    retention = {"maxMessages": 10, "maxBytes": "16Mi"}
+    legacy = Room.build(ns, "legacy", {"storage": "memory", "retention": retention})
     await reconcile_room(admin, legacy)
     start_operator()
 
-    kube.apply(room_manifest("legacy", ns, storage="file", retention={"maxMessages": 1000}))
+    kube.apply(room_manifest("legacy", ns, retention={**retention, "maxMessages": 1000}))
 
     def conflict() -> dict[str, object] | None:
         applied = condition(kube.get("chatroom", "legacy", ns), "SpecApplied")

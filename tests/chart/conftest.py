@@ -1,0 +1,148 @@
+"""Shared fixtures of the chart tests: a NATS cluster run from the chart's own config."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from natter.config import Settings
+from natter.embedded import check_for, free_ports, nats_server_binary
+from tests.chart._helm import Rendered, render
+
+
+def write_config(r: Rendered, directory: Path, prefix: str = "natter") -> Path:
+    """The chart's NATS config files laid out as the pod mounts them (/etc/nats)."""
+    (directory / "auth").mkdir(parents=True, exist_ok=True)
+    (directory / "nats.conf").write_text(r.config(f"{prefix}-nats-config", "nats.conf"))
+    for key in ("users.conf", "cluster.conf"):
+        (directory / "auth" / key).write_text(r.config(f"{prefix}-nats-auth", key))
+    return directory / "nats.conf"
+
+
+@dataclass
+class Node:
+    name: str
+    client: int
+    monitor: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client}"
+
+
+@dataclass
+class ChartCluster:
+    nodes: list[Node]
+    passwords: dict[str, str]
+    rendered: Rendered
+
+    @property
+    def urls(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    def settings(self, user: str | None, password: str | None = None) -> Settings:
+        return Settings(
+            nats_url=self.urls,
+            nats_user=user,
+            nats_password=password if password is not None else self.passwords.get(user or ""),
+            nats_connect_timeout=2.0,
+        )
+
+
+def chart_render() -> Rendered:
+    """The release the cluster fixture runs: defaults plus one bridge for default/general."""
+    return render(sets=["bridges.twitch[0].channel=natter_demo", "bridges.twitch[0].room=general"])
+
+
+def secret_data(r: Rendered, name: str) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in r.one("Secret", name)["data"].items()}
+
+
+def _localize(r: Rendered, directory: Path, index: int, ports: list[tuple[int, int, int]]) -> Path:
+    """Node ``index``'s config: the chart's files with local ports, paths and route hosts."""
+    path = write_config(r, directory)
+    client, cluster, monitor = ports[index]
+    text = path.read_text()
+    for old, new in (
+        ("\nport: 4222\n", f"\nport: {client}\n"),
+        ("\nhttp_port: 8222\n", f"\nhttp_port: {monitor}\n"),
+        ("\n  port: 6222\n", f'\n  host: "127.0.0.1"\n  port: {cluster}\n'),
+        ('pid_file: "/var/run/nats/nats.pid"', f'pid_file: "{directory / "nats.pid"}"'),
+        ('store_dir: "/data"', f'store_dir: "{directory / "data"}"'),
+    ):
+        assert text.count(old) == 1, f"the chart's nats.conf no longer contains {old!r}"
+        text = text.replace(old, new)
+    text = text.replace("\nport:", '\nhost: "127.0.0.1"\nport:', 1)
+    path.write_text(text)
+    routes = (directory / "auth" / "cluster.conf").read_text()
+    hosts = re.findall(r"@([^\"]+):6222\"", routes)
+    assert len(hosts) == len(ports)
+    for host, (_, route_port, _) in zip(hosts, ports, strict=True):
+        routes = routes.replace(f'@{host}:6222"', f'@127.0.0.1:{route_port}"')
+    (directory / "auth" / "cluster.conf").write_text(routes)
+    return path
+
+
+@pytest.fixture(scope="package")
+def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartCluster]:
+    # One bridge for room default/general, so its user is rendered too.
+    r = chart_render()
+    creds = secret_data(r, "natter-credentials")
+    passwords = {
+        "gateway": creds["gateway-password"],
+        "operator": creds["operator-password"],
+        "bridge-twitch-natter-demo": creds["bridge-twitch-natter-demo-password"],
+    }
+    base = tmp_path_factory.mktemp("chart-nats")
+    flat = free_ports(9)
+    ports = [tuple(flat[i * 3 : i * 3 + 3]) for i in range(3)]
+    nodes: list[Node] = []
+    try:
+        for i in range(3):
+            directory = base / f"natter-nats-{i}"
+            conf = _localize(r, directory, i, ports)  # type: ignore[arg-type]
+            log = (directory / "nats.log").open("wb")
+            proc = subprocess.Popen(
+                [nats_server_binary(), "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "POD_NAME": f"natter-nats-{i}"},
+                start_new_session=True,
+            )
+            nodes.append(Node(f"natter-nats-{i}", ports[i][0], ports[i][2], proc))
+        cluster = ChartCluster(nodes, passwords, r)
+        asyncio.run(_wait_healthy(cluster))
+        yield cluster
+    finally:
+        for node in nodes:
+            node.process.terminate()
+        for node in nodes:
+            try:
+                node.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait(timeout=5)
+
+
+async def _wait_healthy(cluster: ChartCluster) -> None:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+
+        async def healthy() -> bool:
+            for node in cluster.nodes:
+                assert node.process.poll() is None, f"{node.name} exited"
+                response = await client.get(f"http://127.0.0.1:{node.monitor}/healthz")
+                if response.status_code != 200:
+                    return False
+            return True
+
+        await check_for(60, healthy, interval=0.2, what="the chart's NATS cluster to be healthy")

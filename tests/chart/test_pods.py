@@ -1,0 +1,142 @@
+"""The chart's pods run as local processes: each natter container's command and
+environment exactly as rendered (Secrets resolved, only addresses made local),
+against a NATS cluster running the chart's own NATS config. The gateway must
+become ready as the `gateway` NATS user, and the Helm test script must send a
+message through it and read it back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from natter import bus
+from natter.config import Settings
+from natter.embedded import check_for, free_ports
+from natter.reconcile import reconcile_room
+from natter.rooms import Room
+from tests.chart._helm import CHART, Rendered, env_of
+from tests.chart.conftest import ChartCluster, secret_data
+
+NATTER = [sys.executable, "-m", "natter"]
+
+
+def container_env(r: Rendered, container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment with secretKeyRefs resolved from the rendered Secrets."""
+    out: dict[str, str] = {}
+    for name, value in env_of(container).items():
+        if isinstance(value, dict):
+            ref = value["secretKeyRef"]
+            out[name] = secret_data(r, ref["name"])[ref["key"]]
+        else:
+            out[name] = value
+    return out
+
+
+def natter_containers(r: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
+    for where, _, spec in r.pod_specs():
+        for c in spec["containers"]:
+            if c["image"].split(":")[0].endswith("natter") and "args" in c:
+                yield where, c
+
+
+def test_every_natter_command_is_a_real_cli_command(chart_cluster: ChartCluster) -> None:
+    """`natter <args> --help` parses the exact arguments the chart gives each container."""
+    seen = set()
+    for where, c in natter_containers(chart_cluster.rendered):
+        proc = subprocess.run(
+            [*NATTER, *c["args"], "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, f"{where}: natter {' '.join(c['args'])}: {proc.stderr}"
+        seen.add(c["args"][0])
+    assert seen == {"gateway", "operator", "bridge"}
+
+
+def test_every_natter_variable_is_a_setting(chart_cluster: ChartCluster) -> None:
+    """Each NATTER_* variable the chart sets is read by some settings class."""
+    from natter.bridges._twitch_proto import TwitchSettings
+    from natter_operator.settings import OperatorSettings
+
+    known = set()
+    for cls in (Settings, OperatorSettings, TwitchSettings):
+        prefix = cls.model_config.get("env_prefix", "")
+        known |= {f"{prefix}{name}".upper() for name in cls.model_fields}
+    for where, c in natter_containers(chart_cluster.rendered):
+        unknown = {n for n in env_of(c) if n.startswith("NATTER_")} - known
+        assert not unknown, f"{where} sets variables no natter setting reads: {sorted(unknown)}"
+
+
+@pytest.fixture
+def gateway(chart_cluster: ChartCluster, tmp_path: Path) -> Iterator[str]:
+    r = chart_cluster.rendered
+    (c,) = r.one("Deployment", "natter-gateway")["spec"]["template"]["spec"]["containers"]
+    env = container_env(r, c)
+    port = free_ports(1)[0]
+    env.update({
+        "NATTER_NATS_URL": chart_cluster.urls,
+        "NATTER_HOST": "127.0.0.1",
+        "NATTER_PORT": str(port),
+        "NATTER_LOG_FORMAT": "json",
+    })
+    log = (tmp_path / "gateway.log").open("wb")
+    proc = subprocess.Popen(
+        [*NATTER, *c["args"]], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=float(env["NATTER_SHUTDOWN_GRACE"]) + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+async def _ready(url: str) -> None:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+
+        async def ready() -> bool:
+            return (await client.get(f"{url}/readyz")).status_code == 200
+
+        await check_for(60, ready, interval=0.2, what="the gateway's /readyz")
+
+
+def test_helm_test_passes_against_the_gateway(chart_cluster: ChartCluster, gateway: str) -> None:
+    r = chart_cluster.rendered
+    room_obj = r.one("ChatRoom", "natter-helm-test")
+
+    async def prepare() -> None:
+        # What the operator does for the hook's ChatRoom, as the chart's operator user.
+        nc = await bus.connect(chart_cluster.settings("operator"), "chart-test-operator")
+        try:
+            room = Room.build(
+                room_obj["metadata"]["namespace"], room_obj["metadata"]["name"], room_obj["spec"]
+            )
+            await reconcile_room(bus.RoomAdmin(nc), room)
+        finally:
+            await nc.drain()
+        await _ready(gateway)
+
+    asyncio.run(prepare())
+    pod = r.one("Pod", "natter-helm-test")
+    (c,) = pod["spec"]["containers"]
+    env = container_env(r, c)
+    env["NATTER_TEST_GATEWAY"] = gateway
+    proc = subprocess.run(
+        [sys.executable, str(CHART / "files" / "helm-test.py")], env={**os.environ, **env},
+        capture_output=True, text=True, timeout=float(env["NATTER_TEST_TIMEOUT"]) + 30, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: sent and read back" in proc.stdout

@@ -20,6 +20,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"NATTER_REQUIRE_ALL=1 turns this skip into a failure: {reason}"
 
 
-from tests.fixtures.natter import gateways, natter_up  # noqa: E402,F401
-from tests.fixtures.nats import nats_client, nats_cluster, settings_for  # noqa: E402,F401
 from tests.fixtures.kube import *  # noqa: E402,F403
+from tests.fixtures.nats import nats_client, nats_cluster, settings_for  # noqa: E402,F401
+from tests.fixtures.natter import gateways, natter_up  # noqa: E402,F401

@@ -52,6 +52,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+#: Everything a connect attempt may raise that means "not now".
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, nats.errors.Error)
+
+READY_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, nats.js.errors.APIError)
+
 EventHook = Callable[[str], None]
 MessageHandler = Callable[[int, bytes], Awaitable[None]]
 
@@ -78,7 +83,9 @@ async def connect(
         emit("disconnected")
 
     async def reconnected() -> None:
-        log.info("nats reconnected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
+        log.info(
+            "nats reconnected", server=str(nc.connected_url.netloc if nc.connected_url else "")
+        )
         emit("reconnected")
 
     async def error(exc: Exception) -> None:
@@ -108,6 +115,7 @@ async def connect(
         "error_cb": error,
         "closed_cb": closed,
         "lame_duck_mode_cb": lame_duck,
+        "inbox_prefix": settings.inbox_prefix(),
     }
     if settings.nats_user:
         options["user"] = settings.nats_user
@@ -117,11 +125,15 @@ async def connect(
     for attempt in range(connect_attempts):
         try:
             await nc.connect(**options)
-            log.info("nats connected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
+            log.info(
+                "nats connected", server=str(nc.connected_url.netloc if nc.connected_url else "")
+            )
             return nc
-        except (*TRANSIENT, nats.errors.Error) as exc:
+        except CONNECT_ERRORS as exc:
             if attempt + 1 >= connect_attempts:
-                raise Unavailable(f"cannot connect to NATS at {settings.nats_url}: {exc!r}") from exc
+                raise Unavailable(
+                    f"cannot connect to NATS at {settings.nats_url}: {exc!r}"
+                ) from exc
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
@@ -132,7 +144,7 @@ async def jetstream_ready(nc: NATS, timeout: float = 1.0) -> bool:
         return False
     try:
         await nc.jetstream(timeout=timeout).account_info()
-    except (*TRANSIENT, nats.js.errors.APIError):
+    except READY_ERRORS:
         return False
     return True
 
@@ -183,7 +195,9 @@ class RoomAdmin:
                 self._kv = await self._js.key_value(REGISTRY_BUCKET)
             except nats.js.errors.BucketNotFoundError:
                 self._kv = await self._js.create_key_value(
-                    bucket=REGISTRY_BUCKET, history=1, replicas=replicas,
+                    bucket=REGISTRY_BUCKET,
+                    history=1,
+                    replicas=replicas,
                     description="natter room registry: <namespace>.<room> -> spec and stream",
                 )
         except TRANSIENT as exc:
@@ -243,8 +257,11 @@ class RoomBus:
             remaining = deadline - time.monotonic()
             try:
                 ack = await self._js.publish(
-                    room.subject, payload, timeout=max(0.2, min(2.0, remaining)),
-                    stream=room.stream, headers={"Nats-Msg-Id": msg_id},
+                    room.subject,
+                    payload,
+                    timeout=max(0.2, min(2.0, remaining)),
+                    stream=room.stream,
+                    headers={"Nats-Msg-Id": msg_id},
                 )
                 return PubResult(ack.seq, bool(ack.duplicate))
             except nats.js.errors.APIError as exc:
@@ -252,7 +269,9 @@ class RoomBus:
                     raise TooLarge(f"message exceeds the room's limit: {exc.description}") from exc
                 if exc.err_code in (10060, 10059):  # expected stream does not match / not found
                     raise UnknownRoom(f"room {room.name} has no stream") from exc
-                if not isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.ServerError):
+                if not isinstance(
+                    exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.ServerError
+                ):
                     raise Unavailable(f"JetStream refused the publish: {exc.description}") from exc
                 error: BaseException = exc
             except nats.errors.MaxPayloadError as exc:
@@ -303,9 +322,13 @@ class RoomBus:
             return
         try:
             sub = await self._js.subscribe(
-                room.subject, stream=room.stream, ordered_consumer=True, idle_heartbeat=1.0,
+                room.subject,
+                stream=room.stream,
+                ordered_consumer=True,
+                idle_heartbeat=1.0,
                 config=api.ConsumerConfig(
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start,
                     inactive_threshold=30.0,
                 ),
                 pending_msgs_limit=65536,
@@ -316,7 +339,7 @@ class RoomBus:
             while True:
                 try:
                     msg = await sub.next_msg(timeout=idle)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, nats.errors.TimeoutError) as exc:
                     _, now_last = await self.bounds(room)
                     if now_last < start:
                         return
@@ -330,7 +353,7 @@ class RoomBus:
                 if seq >= end:
                     return
         finally:
-            with contextlib.suppress(*TRANSIENT, nats.errors.Error):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await sub.unsubscribe()
 
     async def follow(self, room: Room, start: int, handler: MessageHandler) -> Follower:
@@ -359,11 +382,15 @@ class Follower:
 
         try:
             self._sub = await self._js.subscribe(
-                self._room.subject, stream=self._room.stream, cb=on_msg,
-                ordered_consumer=True, idle_heartbeat=1.0,
+                self._room.subject,
+                stream=self._room.stream,
+                cb=on_msg,
+                ordered_consumer=True,
+                idle_heartbeat=1.0,
                 config=api.ConsumerConfig(
                     deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=max(start, 1), inactive_threshold=60.0,
+                    opt_start_seq=max(start, 1),
+                    inactive_threshold=60.0,
                 ),
                 pending_msgs_limit=262144,
             )
@@ -374,7 +401,7 @@ class Follower:
 
     async def stop(self) -> None:
         if self._sub is not None:
-            with contextlib.suppress(*TRANSIENT, nats.errors.Error):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await self._sub.unsubscribe()
             self._sub = None
 
@@ -426,7 +453,7 @@ class Registry:
                         room = Room.from_registry(orjson.loads(entry.value))
                         rooms[room.key] = room
             finally:
-                with contextlib.suppress(*TRANSIENT, nats.errors.Error):
+                with contextlib.suppress(*CONNECT_ERRORS):
                     await watcher.stop()
         except TRANSIENT as exc:
             raise Unavailable(f"room registry unavailable: {exc!r}") from exc

@@ -21,30 +21,78 @@ def main() -> None:
 @main.command()
 @click.option("--port", default=8080, show_default=True, help="Port the gateways share.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--data-dir", default=".natter", show_default=True, type=click.Path(path_type=Path),
-              help="NATS data, logs and cluster.json; history persists here across restarts.")
-@click.option("--gateways", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Gateway worker processes.")
-@click.option("--nats-nodes", default=3, show_default=True, type=click.IntRange(1, 7),
-              help="NATS cluster size.")
-@click.option("--rooms", default="k8s/rooms", show_default=True,
-              type=click.Path(path_type=Path), help="ChatRoom manifests to apply.")
-@click.option("--sync-interval", default=None,
-              help="JetStream fsync interval (e.g. 2m, 1s, or 'always'); default from natsconf.")
-@click.option("--auth", type=click.Choice(["open", "jwt"]), default="open", show_default=True,
-              help="open: nickname only; jwt: log in with a users file.")
-@click.option("--twitch", multiple=True, metavar="CHANNEL:ROOM",
-              help="Bridge a Twitch channel into a room (repeatable).")
-def up(port: int, host: str, data_dir: Path, gateways: int, nats_nodes: int, rooms: Path,
-       sync_interval: str | None, auth: str, twitch: tuple[str, ...]) -> None:
+@click.option(
+    "--data-dir",
+    default=".natter",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="NATS data, logs and cluster.json; history persists here across restarts.",
+)
+@click.option(
+    "--gateways",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Gateway worker processes.",
+)
+@click.option(
+    "--nats-nodes",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 7),
+    help="NATS cluster size.",
+)
+@click.option(
+    "--rooms",
+    default="k8s/rooms",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="ChatRoom manifests to apply.",
+)
+@click.option(
+    "--sync-interval",
+    default=None,
+    help="JetStream fsync interval (e.g. 2m, 1s, or 'always'); default from natsconf.",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["open", "jwt"]),
+    default="open",
+    show_default=True,
+    help="open: nickname only; jwt: log in with a users file.",
+)
+@click.option(
+    "--twitch",
+    multiple=True,
+    metavar="CHANNEL:ROOM",
+    help="Bridge a Twitch channel into a room (repeatable).",
+)
+def up(
+    port: int,
+    host: str,
+    data_dir: Path,
+    gateways: int,
+    nats_nodes: int,
+    rooms: Path,
+    sync_interval: str | None,
+    auth: str,
+    twitch: tuple[str, ...],
+) -> None:
     """Run natter on this machine: a NATS cluster, gateways and the rooms in k8s/rooms."""
     from natter.up import UpOptions, run_up
 
     settings = Settings()
     logs.setup(settings.log_level, settings.log_format, process="up")
     options = UpOptions(
-        port=port, host=host, data_dir=data_dir, gateways=gateways, nats_nodes=nats_nodes,
-        rooms=rooms, sync_interval=sync_interval, auth=auth, twitch=list(twitch),
+        port=port,
+        host=host,
+        data_dir=data_dir,
+        gateways=gateways,
+        nats_nodes=nats_nodes,
+        rooms=rooms,
+        sync_interval=sync_interval,
+        auth=auth,
+        twitch=list(twitch),
     )
     sys.exit(asyncio.run(run_up(options)))
 
@@ -52,7 +100,9 @@ def up(port: int, host: str, data_dir: Path, gateways: int, nats_nodes: int, roo
 @main.command()
 @click.option("--host", default=None, help="Listen address (default NATTER_HOST).")
 @click.option("--port", default=None, type=int, help="Listen port (default NATTER_PORT).")
-@click.option("--reuse-port", is_flag=True, help="Share the port with other workers (SO_REUSEPORT).")
+@click.option(
+    "--reuse-port", is_flag=True, help="Share the port with other workers (SO_REUSEPORT)."
+)
 def gateway(host: str | None, port: int | None, reuse_port: bool) -> None:
     """Serve the WebSocket gateway, HTTP API and web UI."""
     from natter.gateway.server import run
@@ -83,8 +133,11 @@ def bridge() -> None:
 @click.option("--channel", required=True, help="Twitch channel (without #).")
 @click.option("--room", required=True, help="natter room to publish into.")
 @click.option("--server", default=None, help="IRC server HOST:PORT (default Twitch's).")
-@click.option("--tls/--no-tls", default=None,
-              help="TLS to the IRC server (default: on, or NATTER_TWITCH_TLS).")
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="TLS to the IRC server (default: on, or NATTER_TWITCH_TLS).",
+)
 def twitch(channel: str, room: str, server: str | None, tls: bool | None) -> None:
     """Bridge a Twitch channel's chat into a room."""
     from natter.bridges.twitch import run

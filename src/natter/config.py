@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     history_default: int = Field(50, description="Messages replayed on join without since.")
     history_max: int = Field(1000, description="Largest page a history request may ask for.")
     publish_timeout: float = Field(
-        10.0, description="Seconds the gateway keeps retrying a publish before answering unavailable."
+        10.0,
+        description="Seconds the gateway keeps retrying a publish before answering unavailable.",
     )
     send_queue_max: int = Field(
         2048, description="Frames queued for one slow socket before it is dropped (close 1008)."
@@ -101,17 +102,22 @@ class Settings(BaseSettings):
 
     # hardening (natter.gateway.security) -----------------------------------------
     allowed_origins: str = Field(
-        "", description="Comma-separated extra Origins allowed for /ws and unsafe HTTP methods "
-        "(same-origin is always allowed; '*' allows any)."
+        "",
+        description="Comma-separated extra Origins allowed for /ws and unsafe HTTP methods "
+        "(same-origin is always allowed; '*' allows any).",
     )
     hsts: bool = Field(False, description="Send Strict-Transport-Security (only behind HTTPS).")
     nats_inbox_prefix: str | None = Field(
-        None, description="NATS reply-subject prefix; default _INBOX_<nats_user> when a NATS "
-        "user is set (so users cannot read each other's replies), else _INBOX."
+        None,
+        description="NATS reply-subject prefix (default _INBOX); give each NATS user its "
+        "own, e.g. _INBOX_gateway, so no user can read another's replies.",
     )
 
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+    def inbox_prefix(self) -> str:
+        return self.nats_inbox_prefix or "_INBOX"
 
 
 @lru_cache(maxsize=1)

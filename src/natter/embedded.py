@@ -110,7 +110,9 @@ class NatsNode:
         with open(log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(self.config_path)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.stopping = False
@@ -152,7 +154,8 @@ class NatsCluster:
             NatsNode(
                 f"nats-{i}",
                 natsconf.NodePorts(ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]),
-                data_dir, host,
+                data_dir,
+                host,
             )
             for i in range(nodes)
         ]
@@ -179,8 +182,13 @@ class NatsCluster:
             routes = [other.ports.cluster for other in self.nodes if other is not node]
             node.config_path.write_text(
                 natsconf.render(
-                    node.name, node.ports, routes, self.data_dir / "jetstream" / node.name,
-                    host=self.host, sync_interval=self.sync_interval, extra=self.extra_config,
+                    node.name,
+                    node.ports,
+                    routes,
+                    self.data_dir / "jetstream" / node.name,
+                    host=self.host,
+                    sync_interval=self.sync_interval,
+                    extra=self.extra_config,
                 )
             )
 
@@ -282,7 +290,9 @@ class NatsCluster:
         if node.running():
             self.kill(node.name)
         node.start()
-        await check_for(timeout, lambda: self._healthy(node), interval=0.1, what=f"{node.name} healthy")
+        await check_for(
+            timeout, lambda: self._healthy(node), interval=0.1, what=f"{node.name} healthy"
+        )
         return node
 
     async def _healthy(self, node: NatsNode) -> bool:

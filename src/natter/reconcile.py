@@ -51,8 +51,18 @@ def stream_config(room: Room, *, max_replicas: int | None = None) -> api.StreamC
 
 # Fields reconcile compares and may change in place; JetStream updates them live.
 _MUTABLE = (
-    "description", "subjects", "max_age", "max_msgs", "max_bytes", "max_msg_size",
-    "num_replicas", "duplicate_window", "allow_direct", "deny_delete", "deny_purge", "discard",
+    "description",
+    "subjects",
+    "max_age",
+    "max_msgs",
+    "max_bytes",
+    "max_msg_size",
+    "num_replicas",
+    "duplicate_window",
+    "allow_direct",
+    "deny_delete",
+    "deny_purge",
+    "discard",
 )
 
 

@@ -24,13 +24,27 @@ REGISTRY_BUCKET = "natter-rooms"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
     "d": 86400.0,
 }
 _QUANTITY_RE = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
 _QUANTITY_UNITS = {
-    None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    None: 1,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
 }
 # Worst case a text byte becomes six bytes of JSON (\u00XX); plus id, user, ts, keys.
 _ENVELOPE_BYTES = 1024
@@ -120,9 +134,9 @@ class RoomSpec(_Model):
     topic: str | None = Field(None, max_length=1024)
     replicas: Literal[1, 3, 5] = 3
     storage: Literal["file", "memory"] = "file"
-    retention: Retention = Field(default_factory=Retention)  # type: ignore[arg-type]
+    retention: Retention = Field(default_factory=Retention)
     max_message_size: int = Field(4096, alias="maxMessageSize", ge=1, le=1_048_576)
-    access: Access = Field(default_factory=Access)  # type: ignore[arg-type]
+    access: Access = Field(default_factory=Access)
     deletion_policy: Literal["Retain", "Delete"] = Field("Retain", alias="deletionPolicy")
 
     @classmethod
@@ -145,7 +159,7 @@ class Room(_Model):
 
     namespace: str
     name: str
-    spec: RoomSpec = Field(default_factory=RoomSpec)  # type: ignore[arg-type]
+    spec: RoomSpec = Field(default_factory=RoomSpec)
 
     @classmethod
     def build(cls, namespace: str, name: str, spec: dict[str, Any] | None) -> Room:
@@ -211,7 +225,9 @@ def load_manifests(path: Path, namespace: str = "default") -> Iterator[Room]:
             if not doc:
                 continue
             if doc.get("kind") != KIND or doc.get("apiVersion") != f"{API_GROUP}/{API_VERSION}":
-                raise InvalidSpec(f"{file}: expected apiVersion {API_GROUP}/{API_VERSION} kind {KIND}")
+                raise InvalidSpec(
+                    f"{file}: expected apiVersion {API_GROUP}/{API_VERSION} kind {KIND}"
+                )
             meta = doc.get("metadata") or {}
             if "name" not in meta:
                 raise InvalidSpec(f"{file}: a ChatRoom needs metadata.name")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -19,8 +20,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -72,7 +73,9 @@ class Up:
         self.opts = options
         self.data_dir = options.data_dir.resolve()
         self.cluster = NatsCluster(
-            self.data_dir, options.nats_nodes, host=options.host,
+            self.data_dir,
+            options.nats_nodes,
+            host=options.host,
             sync_interval=options.sync_interval,
         )
         self.workers: list[Worker] = []
@@ -97,16 +100,25 @@ class Up:
         if self.opts.rooms is None or not self.opts.rooms.exists():
             return 0
         rooms = list(load_manifests(self.opts.rooms))
-        nc = await bus.connect(Settings(nats_url=self.cluster.nats_url), "natter-up", connect_attempts=20)
+        nc = await bus.connect(
+            Settings(nats_url=self.cluster.nats_url), "natter-up", connect_attempts=20
+        )
         try:
             admin = bus.RoomAdmin(nc, timeout=5.0)
             await self._retry(lambda: admin.registry(replicas=min(3, self.opts.nats_nodes)))
             for room in rooms:
                 status: RoomStatus = await self._retry(
-                    lambda room=room: reconcile_room(admin, room, max_replicas=self.opts.nats_nodes)
+                    functools.partial(
+                        reconcile_room, admin, room, max_replicas=self.opts.nats_nodes
+                    )
                 )
-                log.info("room ready", room=room.name, stream=status.stream, action=status.action,
-                         leader=status.leader)
+                log.info(
+                    "room ready",
+                    room=room.name,
+                    stream=status.stream,
+                    action=status.action,
+                    leader=status.leader,
+                )
         finally:
             await nc.drain()
         return len(rooms)
@@ -119,33 +131,43 @@ class Up:
                 return await step()
             except Unavailable as exc:
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"JetStream did not become available: {exc.message}") from exc
+                    raise ClusterError(
+                        f"JetStream did not become available: {exc.message}"
+                    ) from exc
                 log.info("waiting for JetStream to recover", error=exc.message)
                 await asyncio.sleep(0.5)
 
     def _worker_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "NATTER_NATS_URL": self.cluster.nats_url,
-            "NATTER_HOST": self.opts.host,
-            "NATTER_PORT": str(self.opts.port),
-            "NATTER_AUTH": self.opts.auth,
-        })
+        env.update(
+            {
+                "NATTER_NATS_URL": self.cluster.nats_url,
+                "NATTER_HOST": self.opts.host,
+                "NATTER_PORT": str(self.opts.port),
+                "NATTER_AUTH": self.opts.auth,
+            }
+        )
         env.update(self.opts.extra_env)
         return env
 
     def _spawn(self, index: int, argv: list[str], log_name: str, env: dict[str, str]) -> Worker:
         log_file = open(self.data_dir / f"{log_name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "natter", *argv], env=env, stdout=log_file,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "natter", *argv],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log_file.close()
         log.info("process started", name=log_name, pid=process.pid)
         return Worker(index, process, argv, log_name)
 
     def _spawn_worker(self, index: int) -> Worker:
-        return self._spawn(index, ["gateway", "--reuse-port"], f"gateway-{index}", self._worker_env())
+        return self._spawn(
+            index, ["gateway", "--reuse-port"], f"gateway-{index}", self._worker_env()
+        )
 
     def _spawn_bridge(self, index: int, spec: str) -> Worker:
         from natter.bridges.twitch import parse_bridge_spec
@@ -153,8 +175,10 @@ class Up:
         channel, room = parse_bridge_spec(spec)
         env = {**self._worker_env(), "NATTER_TWITCH_HTTP_PORT": "0"}
         return self._spawn(
-            index, ["bridge", "twitch", "--channel", channel, "--room", room],
-            f"bridge-twitch-{index}", env,
+            index,
+            ["bridge", "twitch", "--channel", channel, "--room", room],
+            f"bridge-twitch-{index}",
+            env,
         )
 
     async def _wait_gateways_ready(self, timeout: float) -> None:
@@ -201,23 +225,33 @@ class Up:
         self.write_state()
         await self._wait_gateways_ready(self.opts.ready_timeout)
         self.write_state()
-        log.info("natter is up", url=self.url, rooms=count, seconds=round(time.monotonic() - started, 2))
+        log.info(
+            "natter is up", url=self.url, rooms=count, seconds=round(time.monotonic() - started, 2)
+        )
 
     async def supervise(self) -> None:
         """Restart crashed NATS nodes and gateway workers until asked to stop."""
         while not self.stopping.is_set():
             changed = False
             for node in self.cluster.nodes:
-                if not node.stopping and node.process is not None and node.process.poll() is not None:
-                    log.warning("nats node exited; restarting", node=node.name,
-                                code=node.process.returncode)
+                if (
+                    not node.stopping
+                    and node.process is not None
+                    and node.process.poll() is not None
+                ):
+                    log.warning(
+                        "nats node exited; restarting", node=node.name, code=node.process.returncode
+                    )
                     node.start()
                     changed = True
             for group in (self.workers, self.bridges):
                 for i, worker in enumerate(group):
                     if not worker.stopping and worker.process.poll() is not None:
-                        log.warning("process exited; restarting", name=worker.log_name,
-                                    code=worker.process.returncode)
+                        log.warning(
+                            "process exited; restarting",
+                            name=worker.log_name,
+                            code=worker.process.returncode,
+                        )
                         group[i] = self._spawn(
                             worker.index, worker.argv, worker.log_name, worker_env_of(worker, self)
                         )
@@ -267,8 +301,10 @@ async def run_up(options: UpOptions) -> int:
             return 1
         if up.stopping.is_set():
             return 0
-        print(f"natter is up: {up.url}  (state: {up.data_dir / 'cluster.json'}; Ctrl-C stops)",
-              flush=True)
+        print(
+            f"natter is up: {up.url}  (state: {up.data_dir / 'cluster.json'}; Ctrl-C stops)",
+            flush=True,
+        )
         await up.supervise()
         return 0
     finally:

@@ -9,8 +9,8 @@ import pytest
 
 from natter.embedded import NatsCluster
 from tests.fixtures.client import ChatClient
-from tests.fixtures.natter import GatewayProcs
 from tests.fixtures.nats import make_room
+from tests.fixtures.natter import GatewayProcs
 
 
 async def two_gateways(gateways: GatewayProcs) -> list[str]:
@@ -213,3 +213,31 @@ async def test_nats_unavailable_answers_unavailable_and_recovers(
     assert retry["type"] == "ack" and retry["seq"] == 2
     await client.wait_for(lambda f: f["type"] == "message" and f["seq"] == 2, timeout=30)
     await http.aclose()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_metrics_count_connections_frames_and_publish_latency(
+    nats_client: object, gateways: GatewayProcs
+) -> None:
+    await make_room(nats_client, "metered")  # type: ignore[arg-type]
+    port = gateways.start()
+    await gateways.wait_ready(port)
+    client = await ChatClient(f"ws://127.0.0.1:{port}/ws", "ivy").connect()
+    await client.join("metered")
+    await client.send("metered", "counted", "c1")
+    await client.wait_for(lambda f: f["type"] == "message")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        text = (await http.get("/metrics")).text
+    assert metric(text, "natter_gateway_open_connections") == 1
+    assert metric(text, 'natter_gateway_frames_in_total{type="send"}') == 1
+    assert metric(text, "natter_gateway_publish_seconds_count") == 1
+    assert metric(text, "natter_gateway_room_feeds") == 1
+    assert metric(text, "natter_gateway_ready") == 1
+    assert metric(text, "natter_gateway_frames_out_total") >= 4  # welcome, joined, ack, message
+    await client.close()

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from natter import bus
 from natter.embedded import NatsCluster
 from natter.protocol import message_fields
 from tests.fixtures.client import ChatClient
-from tests.fixtures.natter import GatewayProcs
 from tests.fixtures.nats import make_room
+from tests.fixtures.natter import GatewayProcs
 
 TOTAL = 500
 WINDOW = 16
 
 
-async def send_with_retry(client: ChatClient, room: str, text: str, msg_id: str) -> dict[str, object]:
+async def send_with_retry(
+    client: ChatClient, room: str, text: str, msg_id: str
+) -> dict[str, object]:
     """Send until acked, retrying with the same id (what a real client does)."""
     while True:
         try:
@@ -77,8 +80,10 @@ async def test_sigkill_stream_leader_while_sending_loses_nothing(
     assert len(reader.messages("failover")) == TOTAL
 
     ack_times.sort()
-    gap = max(b - a for a, b in zip(ack_times, ack_times[1:], strict=False))
-    print(f"\nfailover: killed {victim}; {TOTAL} acked in {elapsed:.2f}s; "
-          f"longest time without acks {gap:.2f}s")
+    gap = max(b - a for a, b in itertools.pairwise(ack_times))
+    print(
+        f"\nfailover: killed {victim}; {TOTAL} acked in {elapsed:.2f}s; "
+        f"longest time without acks {gap:.2f}s"
+    )
     await writer.close()
     await reader.close()

@@ -18,8 +18,10 @@ README = (REPO / "README.md").read_text()
 
 def code_blocks(text: str) -> list[list[str]]:
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
-    return [[line.split("#")[0].strip() for line in b.splitlines() if line.split("#")[0].strip()]
-            for b in blocks]
+    return [
+        [line.split("#")[0].strip() for line in b.splitlines() if line.split("#")[0].strip()]
+        for b in blocks
+    ]
 
 
 def test_readme_opens_with_exactly_the_two_setup_commands() -> None:
@@ -36,8 +38,9 @@ def test_every_make_target_in_the_readme_exists() -> None:
 
 
 def test_make_test_runs_pytest_after_building_the_tools() -> None:
-    dry = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    dry = subprocess.run(
+        ["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     lines = dry.stdout.splitlines()
     assert any("pytest" in line for line in lines)
     assert any("envtest" in line for line in lines) and any("helm" in line for line in lines)
@@ -54,12 +57,19 @@ async def test_make_up_starts_natter_and_ctrl_c_stops_it(tmp_path: Path) -> None
     with open(log_path, "wb") as log_file:
         make = subprocess.Popen(
             ["make", "up", f"ARGS=--port {port} --data-dir {tmp_path / 'data'} --gateways 1"],
-            cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     try:
-        await check_for(90, lambda: f"natter is up: http://127.0.0.1:{port}" in log_path.read_text(),
-                        interval=0.2, what="make up prints the URL")
+        await check_for(
+            90,
+            lambda: f"natter is up: http://127.0.0.1:{port}" in log_path.read_text(),
+            interval=0.2,
+            what="make up prints the URL",
+        )
         async with httpx.AsyncClient(timeout=5) as http:
             page = await http.get(f"http://127.0.0.1:{port}/")
             assert page.status_code == 200 and "natter" in page.text.lower()
@@ -79,6 +89,10 @@ def test_terminal_client_command_in_readme_is_valid() -> None:
     command = re.search(r"`\.venv/bin/natter chat ([^`]*)`", README.replace("\n", " "))
     assert command is not None
     flags = [a for a in command.group(1).split() if a.startswith("--")]
-    helped = subprocess.run([str(REPO / ".venv/bin/natter"), "chat", "--help"], capture_output=True,
-                            text=True, check=True)
+    helped = subprocess.run(
+        [str(REPO / ".venv/bin/natter"), "chat", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert flags and all(flag in helped.stdout for flag in flags)

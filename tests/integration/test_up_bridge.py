@@ -14,15 +14,19 @@ from tests.fixtures.poll import check_for
 async def test_up_runs_a_twitch_bridge_into_a_room(tmp_path: Path) -> None:
     fake = await FakeTwitch().start()
     up = start_up(
-        tmp_path / "data", "--twitch", "natterdemo:random", gateways=1,
+        tmp_path / "data",
+        "--twitch",
+        "natterdemo:random",
+        gateways=1,
         env={"NATTER_TWITCH_SERVER": fake.address, "NATTER_TWITCH_TLS": "false"},
     )
     try:
         await wait_up(up)
         assert up.cluster["bridges"][0]["args"][:2] == ["bridge", "twitch"]
         await fake.wait_joined(within=30)
-        await fake.privmsg("natterdemo", "ronni", "hello from twitch", msg_id="tw-1",
-                           display_name="Ronni")
+        await fake.privmsg(
+            "natterdemo", "ronni", "hello from twitch", msg_id="tw-1", display_name="Ronni"
+        )
         async with httpx.AsyncClient(base_url=up.url, timeout=5) as http:
 
             async def bridged() -> list[dict[str, object]]:

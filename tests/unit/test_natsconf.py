@@ -10,13 +10,15 @@ from natter.embedded import nats_server_binary
 def test_rendered_config_is_accepted_by_nats_server(tmp_path: Path) -> None:
     ports = natsconf.NodePorts(14222, 16222, 18222)
     conf = tmp_path / "n.conf"
-    conf.write_text(natsconf.render("nats-0", ports, [16223, 16224], tmp_path / "js",
-                                    sync_interval="always"))
+    conf.write_text(
+        natsconf.render("nats-0", ports, [16223, 16224], tmp_path / "js", sync_interval="always")
+    )
     text = conf.read_text()
     assert 'sync_interval: "always"' in text and "routes:" in text
     # nats-server -t tests a configuration file without starting.
-    check = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(conf)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr + check.stdout
 
 

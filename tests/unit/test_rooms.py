@@ -24,7 +24,8 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("1Gi", 1 << 30), ("512Mi", 512 << 20), ("1000", 1000), ("5M", 5_000_000), (7, 7)]
+    ("text", "size"),
+    [("1Gi", 1 << 30), ("512Mi", 512 << 20), ("1000", 1000), ("5M", 5_000_000), (7, 7)],
 )
 def test_parse_quantity(text: str | int, size: int) -> None:
     assert parse_quantity(text) == size
@@ -61,9 +62,14 @@ def test_room_names_are_dns_labels(name: str) -> None:
 
 def test_stream_config_maps_the_spec() -> None:
     room = Room.build(
-        "team", "eng",
-        {"replicas": 5, "storage": "memory", "maxMessageSize": 100,
-         "retention": {"maxAge": "2h", "maxMessages": 10, "maxBytes": "1Mi"}},
+        "team",
+        "eng",
+        {
+            "replicas": 5,
+            "storage": "memory",
+            "maxMessageSize": 100,
+            "retention": {"maxAge": "2h", "maxMessages": 10, "maxBytes": "1Mi"},
+        },
     )
     config = stream_config(room)
     assert config.name == "ROOM_team_eng" and config.subjects == ["chat.team.eng.>"]

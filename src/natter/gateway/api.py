@@ -82,11 +82,16 @@ async def list_rooms(request: Request) -> Response:
                 continue
             _, last = await bus.bounds(room)
             spec = room.spec
-            out.append({
-                "name": room.name, "namespace": room.namespace,
-                "displayName": spec.display_name or room.name, "topic": spec.topic or "",
-                "maxMessageSize": spec.max_message_size, "last_seq": last,
-            })
+            out.append(
+                {
+                    "name": room.name,
+                    "namespace": room.namespace,
+                    "displayName": spec.display_name or room.name,
+                    "topic": spec.topic or "",
+                    "maxMessageSize": spec.max_message_size,
+                    "last_seq": last,
+                }
+            )
         return JSONResponse(out)
     except NatterError as exc:
         return problem(exc)
@@ -119,7 +124,7 @@ async def post_message(request: Request) -> Response:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise BadRequest("body must be JSON: {\"text\": ..., \"id\"?: ...}") from None
+            raise BadRequest('body must be JSON: {"text": ..., "id"?: ...}') from None
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
         text = body.get("text")
@@ -136,7 +141,9 @@ async def post_message(request: Request) -> Response:
         if len(text.encode()) > room.spec.max_message_size:
             raise TooLarge(f"text exceeds the room's limit of {room.spec.max_message_size} bytes")
         result = await bus.publish(
-            room, protocol.stored_message(msg_id, user, text), msg_id=msg_id,
+            room,
+            protocol.stored_message(msg_id, user, text),
+            msg_id=msg_id,
             timeout=gw.settings.publish_timeout,
         )
         return JSONResponse({"seq": result.seq, "id": msg_id}, status_code=201)

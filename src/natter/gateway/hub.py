@@ -160,7 +160,9 @@ class RoomFeed:
                         if self.last < stream_last:
                             await self._fill(stream_last)
             except NatterError as exc:
-                log.debug("feed watchdog cannot reach the stream", room=self.room.key, error=str(exc))
+                log.debug(
+                    "feed watchdog cannot reach the stream", room=self.room.key, error=str(exc)
+                )
             except Exception:
                 log.exception("feed watchdog failed", room=self.room.key)
 

@@ -56,7 +56,8 @@ class Gateway:
         while not self.closing:
             try:
                 nc = await bus.connect(
-                    self.settings, f"natter-gateway-{self.node}",
+                    self.settings,
+                    f"natter-gateway-{self.node}",
                     on_event=lambda e: metrics.NATS_EVENTS.labels(e).inc(),
                 )
             except Unavailable as exc:
@@ -143,7 +144,7 @@ class Gateway:
         access = room.spec.access
         if access.visibility == "public":
             return
-        if user in access.members or user in access.read_only and action == "read":
+        if user in access.members or (user in access.read_only and action == "read"):
             return
         raise Forbidden("you may not use this room")
 

@@ -199,14 +199,16 @@ class Connection:
         else:
             raise Forbidden("token authentication is not available on this server yet")
         self.log = self.log.bind(user=self.user)
-        self.push(protocol.encode(
-            {"type": "welcome", "user": self.user, "node": self.gw.pid, "gateway": self.gw.node}
-        ))
+        self.push(
+            protocol.encode(
+                {"type": "welcome", "user": self.user, "node": self.gw.pid, "gateway": self.gw.node}
+            )
+        )
 
     async def _join(self, frame: protocol.Join) -> None:
         if frame.room not in self.rooms and len(self.rooms) >= MAX_JOINED_ROOMS:
             raise BadRequest(f"a connection may join at most {MAX_JOINED_ROOMS} rooms")
-        bus, hub = self.gw.require_bus()
+        _, hub = self.gw.require_bus()
         room = await self.gw.room(frame.room)
         assert self.user is not None
         self.gw.authorize(self.user, room, "read")
@@ -227,9 +229,15 @@ class Connection:
                     if frame.since is not None:
                         start = frame.since + 1
                     else:
-                        wanted = self.gw.settings.history_default if frame.history is None else frame.history
+                        wanted = (
+                            self.gw.settings.history_default
+                            if frame.history is None
+                            else frame.history
+                        )
                         start = max(first, last - min(wanted, self.gw.settings.history_max) + 1)
-                    self.push(protocol.encode({"type": "joined", "room": room.name, "last_seq": last}))
+                    self.push(
+                        protocol.encode({"type": "joined", "room": room.name, "last_seq": last})
+                    )
                     member = Member(self, start)
                 await hub.join(room, self.key, member)
             except Unavailable as exc:
@@ -246,7 +254,7 @@ class Connection:
             return
 
     async def _send(self, frame: protocol.Send) -> None:
-        bus, _ = self.gw.require_bus()
+        self.gw.require_bus()
         room = await self.gw.room(frame.room)
         assert self.user is not None
         self.gw.authorize(self.user, room, "write")
@@ -265,7 +273,9 @@ class Connection:
             started = time.perf_counter()
             try:
                 result = await bus.publish(
-                    room, protocol.stored_message(msg_id, self.user, text), msg_id=msg_id,
+                    room,
+                    protocol.stored_message(msg_id, self.user, text),
+                    msg_id=msg_id,
                     timeout=self.gw.settings.publish_timeout,
                 )
             except NatterError as exc:
@@ -274,9 +284,9 @@ class Connection:
             metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
             if result.duplicate:
                 await self._check_duplicate(room, msg_id, result.seq)
-            self.push(protocol.encode(
-                {"type": "ack", "id": msg_id, "room": room.name, "seq": result.seq}
-            ))
+            self.push(
+                protocol.encode({"type": "ack", "id": msg_id, "room": room.name, "seq": result.seq})
+            )
         finally:
             self._sending.release()
 
@@ -314,7 +324,7 @@ class Connection:
 async def history_page(
     bus: Any, room: Room, *, before: int | None, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` stored messages before seq ``before`` (latest first page) or after ``after``."""
+    """Up to ``limit`` stored messages before seq ``before`` (the latest page) or after ``after``."""
     first, last = await bus.bounds(room)
     if after is not None:
         start, end = after + 1, last

@@ -50,6 +50,24 @@ skaffold-schema: ## Fetch or reuse skaffold's config JSON schema (from its Go mo
 test: tools ## Run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench-setup
+bench-setup: $(BENCH_STAMP) ## Install the bench extra, redis-server; build loadgen, Go peer, Centrifugo (cached)
+	@bench/setup.sh
+
+.PHONY: bench
+bench: bench-setup ## Run the benchmark suite against the four peers; writes bench/REPORT.md (~25 min)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: bench-report
+bench-report: $(BENCH_STAMP) ## Re-render bench/REPORT.md and plots from bench/results/latest.json
+	$(BIN)/python -m bench.report
+
 .PHONY: lint
 lint: install ## ruff and mypy --strict
 	$(BIN)/ruff check src operator tests bench

@@ -34,6 +34,9 @@ var dialer = websocket.Dialer{
 
 var ids atomic.Int64
 
+// runID keeps message ids unique across runs: JetStream deduplicates by id.
+var runID = strconv.FormatInt(time.Now().UnixNano(), 36)
+
 func nextID() int64 { return ids.Add(1) }
 
 func dialFor(target, url, subjectPrefix string, compress bool) (dialFunc, error) {
@@ -80,6 +83,14 @@ func (w *ws) write(data []byte) error {
 
 func (w *ws) ack() {
 	w.m.acks.Add(1)
+	if w.onAck != nil {
+		w.onAck()
+	}
+}
+
+// refused counts an error reply to a send; it frees the send's window slot.
+func (w *ws) refused(what string) {
+	w.m.Error(what)
 	if w.onAck != nil {
 		w.onAck()
 	}
@@ -192,8 +203,10 @@ func (c *jsonClient) handle(data []byte) {
 	if bytes.Contains(data, typeWelcome) || bytes.Contains(data, typeJoined) {
 		c.signal(0)
 	}
-	if bytes.Contains(data, typeError) {
-		c.m.Error(string(data[:min(len(data), 300)]))
+	if n := bytes.Count(data, typeError); n > 0 {
+		for range n {
+			c.refused(string(data[:min(len(data), 300)]))
+		}
 	}
 }
 
@@ -214,6 +227,8 @@ func (c *jsonClient) Send(room string, text []byte) error {
 	b = append(b, room...)
 	b = append(b, `","id":"`...)
 	b = append(b, c.user...)
+	b = append(b, '-')
+	b = append(b, runID...)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, nextID(), 10)
 	b = append(b, `","text":"`...)
@@ -349,12 +364,12 @@ func (c *centClient) handle(data []byte) {
 				end = bytes.IndexByte(line[len(idPrefix):], '}')
 			}
 			id, _ := strconv.ParseInt(string(line[len(idPrefix):len(idPrefix)+end]), 10, 64)
-			if bytes.Contains(line, []byte(`"error":`)) {
-				c.m.Error(string(line))
-			}
-			if id == c.joinID.Load() {
+			switch {
+			case id == c.joinID.Load():
 				c.signal(id)
-			} else {
+			case bytes.Contains(line, []byte(`"error":`)):
+				c.refused(string(line))
+			default:
 				c.ack()
 			}
 		default:
@@ -434,7 +449,7 @@ func (c *natsClient) Join(room string, since int64) error {
 }
 
 func (c *natsClient) Send(room string, text []byte) error {
-	id := c.user + "-" + strconv.FormatInt(nextID(), 10)
+	id := c.user + "-" + runID + "-" + strconv.FormatInt(nextID(), 10)
 	b := make([]byte, 0, len(text)+100)
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)

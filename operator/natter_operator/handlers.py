@@ -41,6 +41,11 @@ def _lock(memo: kopf.Memo, uid: str) -> asyncio.Lock:
     return locks.setdefault(uid, asyncio.Lock())
 
 
+def backoff(op: OperatorSettings, retry: int) -> float:
+    """Delay before retry number ``retry`` (0 first): doubling, capped."""
+    return float(min(op.retry_seconds * 2 ** min(retry, 16), op.retry_max_seconds))
+
+
 def _record(
     outcome: Outcome,
     *,
@@ -74,6 +79,7 @@ async def reconcile(
     body: kopf.Body,
     patch: kopf.Patch,
     memo: kopf.Memo,
+    retry: int,
     **_: Any,
 ) -> None:
     """Create, resume and update: make the stream match the spec; record the outcome."""
@@ -91,7 +97,7 @@ async def reconcile(
         reason=outcome.conditions[0].reason,
     )
     if outcome.retry:
-        raise kopf.TemporaryError(outcome.retry, delay=op.retry_seconds)
+        raise kopf.TemporaryError(outcome.retry, delay=backoff(op, retry))
     if outcome.permanent:
         raise kopf.PermanentError(outcome.permanent)
 
@@ -131,6 +137,7 @@ async def on_delete(
     meta: kopf.Meta,
     body: kopf.Body,
     memo: kopf.Memo,
+    retry: int,
     **_: Any,
 ) -> None:
     """The finalizer: keep or remove the stream per deletionPolicy, then let go."""
@@ -141,8 +148,9 @@ async def on_delete(
             event = await finalize(memo.link, namespace or "default", name, spec)
     except Unavailable as exc:
         msg = f"NATS is unavailable; deletion waits for it: {exc.message}"
-        kopf.event(body, type="Warning", reason=c.NATS_UNAVAILABLE, message=msg)
-        raise kopf.TemporaryError(msg, delay=op.retry_seconds) from exc
+        if retry == 0:  # one event per outage, not one per retry
+            kopf.event(body, type="Warning", reason=c.NATS_UNAVAILABLE, message=msg)
+        raise kopf.TemporaryError(msg, delay=backoff(op, retry)) from exc
     memo.locks.pop(uid, None)
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     log.info("room finalized", room=f"{namespace}.{name}", reason=event.reason)

@@ -17,9 +17,10 @@ class OperatorSettings(BaseSettings):
         30.0, gt=0, description="Interval of the timer that repairs drift and refreshes status."
     )
     retry_seconds: float = Field(
-        5.0,
-        gt=0,
-        description="Seconds before retrying a reconcile that failed because NATS was away.",
+        2.0, gt=0, description="First delay before retrying a reconcile that failed (NATS away)."
+    )
+    retry_max_seconds: float = Field(
+        60.0, gt=0, description="Longest delay between retries; the delay doubles up to it."
     )
     liveness_port: int = Field(
         DEFAULT_LIVENESS_PORT,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,9 @@ from natter.errors import TooLarge, Unavailable, UnknownRoom
 from natter.rooms import REGISTRY_BUCKET, Room
 
 log = logs.get("natter.bus")
+
+#: Messages a range read buffers ahead of its reader.
+READ_BUFFER = 4096
 
 #: Errors that mean "NATS or JetStream cannot answer now; try again".
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -122,9 +126,11 @@ async def connect(
         options["password"] = settings.nats_password
     if settings.nats_creds:
         options["user_credentials"] = settings.nats_creds
+    # nats-py keeps retrying a refused login forever; bound one attempt.
+    attempt_timeout = max(5.0, 2 * settings.nats_connect_timeout * len(options["servers"]))
     for attempt in range(connect_attempts):
         try:
-            await nc.connect(**options)
+            await asyncio.wait_for(nc.connect(**options), attempt_timeout)
             log.info(
                 "nats connected", server=str(nc.connected_url.netloc if nc.connected_url else "")
             )
@@ -320,10 +326,24 @@ class RoomBus:
         start = max(start, first)
         if end < start:
             return
+        # A callback subscription feeding a local buffer: next_msg() costs a task and a
+        # wait_for per message, which capped replay at a few thousand messages a second.
+        buf: deque[tuple[int, bytes]] = deque()
+        arrived = asyncio.Event()
+        drained = asyncio.Event()
+
+        async def on_msg(msg: Msg) -> None:
+            buf.append((msg.metadata.sequence.stream, msg.data))
+            arrived.set()
+            if len(buf) >= READ_BUFFER:  # backpressure: JetStream flow control stalls
+                drained.clear()
+                await drained.wait()
+
         try:
             sub = await self._js.subscribe(
                 room.subject,
                 stream=room.stream,
+                cb=on_msg,
                 ordered_consumer=True,
                 idle_heartbeat=1.0,
                 config=api.ConsumerConfig(
@@ -337,22 +357,29 @@ class RoomBus:
             raise Unavailable(f"cannot read {room.stream}: {exc!r}") from exc
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=idle)
-                except (TimeoutError, nats.errors.TimeoutError) as exc:
-                    _, now_last = await self.bounds(room)
-                    if now_last < start:
-                        return
-                    raise Unavailable(f"reading {room.stream} stalled at seq {start}") from exc
-                seq = msg.metadata.sequence.stream
+                if not buf:
+                    drained.set()
+                    arrived.clear()
+                    try:
+                        await asyncio.wait_for(arrived.wait(), idle)
+                    except TimeoutError as exc:
+                        _, now_last = await self.bounds(room)
+                        if now_last < start:
+                            return
+                        raise Unavailable(f"reading {room.stream} stalled at seq {start}") from exc
+                    continue
+                seq, data = buf.popleft()
+                if len(buf) < READ_BUFFER // 2:
+                    drained.set()
                 if seq > end:
                     return
                 if seq >= start:
                     start = seq + 1
-                    yield seq, msg.data
+                    yield seq, data
                 if seq >= end:
                     return
         finally:
+            drained.set()
             with contextlib.suppress(*CONNECT_ERRORS):
                 await sub.unsubscribe()
 

@@ -318,7 +318,7 @@ class ChatClient:
         seq = frame.get("seq")
         if not isinstance(seq, int):
             return
-        if False:
+        if self.last_seq is not None and seq <= self.last_seq:
             return  # replayed after a reconnect: already printed
         self.last_seq = seq
         if isinstance(frame.get("id"), str):

@@ -18,6 +18,17 @@ def main() -> None:
     """natter: clustered real-time chat on NATS JetStream."""
 
 
+def _sync_interval(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from natter.natsconf import valid_sync_interval
+
+    if value is None:
+        return None
+    try:
+        return valid_sync_interval(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.option("--port", default=8080, show_default=True, help="Port the gateways share.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -52,7 +63,10 @@ def main() -> None:
 @click.option(
     "--sync-interval",
     default=None,
-    help="JetStream fsync interval (e.g. 2m, 1s, or 'always'); default from natsconf.",
+    callback=_sync_interval,
+    metavar="always|DURATION",
+    help="How often JetStream fsyncs: 'always' (the default: every write before its ack, "
+    "so acks survive power loss) or a duration such as 1s or 2m (faster; see docs/durability.md).",
 )
 @click.option(
     "--auth",
@@ -67,6 +81,18 @@ def main() -> None:
     metavar="CHANNEL:ROOM",
     help="Bridge a Twitch channel into a room (repeatable).",
 )
+@click.option(
+    "--users",
+    "users_file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Users file for --auth jwt (make one with: natter users add NAME --file FILE).",
+)
+@click.option(
+    "--nats-auth/--no-nats-auth",
+    default=None,
+    help="One NATS user per component with least-privilege permissions (default: with jwt).",
+)
 def up(
     port: int,
     host: str,
@@ -77,10 +103,14 @@ def up(
     sync_interval: str | None,
     auth: str,
     twitch: tuple[str, ...],
+    users_file: Path | None,
+    nats_auth: bool | None,
 ) -> None:
     """Run natter on this machine: a NATS cluster, gateways and the rooms in k8s/rooms."""
     from natter.up import UpOptions, run_up
 
+    if auth == "jwt" and users_file is None:
+        raise click.UsageError("--auth jwt needs --users FILE (natter users add NAME --file FILE)")
     settings = Settings()
     logs.setup(settings.log_level, settings.log_format, process="up")
     options = UpOptions(
@@ -93,6 +123,8 @@ def up(
         sync_interval=sync_interval,
         auth=auth,
         twitch=list(twitch),
+        users_file=users_file,
+        nats_auth=nats_auth,
     )
     sys.exit(asyncio.run(run_up(options)))
 
@@ -155,3 +187,12 @@ def chat(room: str, user: str, url: str, since: int | None) -> None:
     from natter.chat import run
 
     sys.exit(run(url=url, room=room, user=user, since=since))
+
+
+def _register() -> None:
+    from natter.auth.cli import users
+
+    main.add_command(users)
+
+
+_register()

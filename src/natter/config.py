@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         10.0, description="Seconds a gateway spends draining sockets and NATS on shutdown."
     )
+    ws_impl: Literal["websockets", "websockets-sansio", "wsproto"] = Field(
+        "websockets",
+        description="uvicorn's WebSocket implementation (chosen by bench/REPORT.md measurements).",
+    )
+    ws_per_message_deflate: bool = Field(
+        False,
+        description="Accept permessage-deflate. Off: a zlib context per socket costs more memory "
+        "than an idle connection's whole budget, and ~200-byte chat frames gain little.",
+    )
 
     # authentication (natter.auth) ------------------------------------------------
     users_file: str | None = Field(

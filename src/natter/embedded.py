@@ -85,6 +85,14 @@ class NatsNode:
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     stopping: bool = False
+    #: Address for cluster routes when it differs from ``host`` (fault injection).
+    cluster_host: str | None = None
+    #: Run the server inside this network namespace (``ip netns exec``).
+    netns: str | None = None
+
+    @property
+    def route_address(self) -> str:
+        return f"{self.cluster_host or self.host}:{self.ports.cluster}"
 
     @property
     def client_url(self) -> str:
@@ -109,7 +117,7 @@ class NatsNode:
         log_path = self.data_dir / f"{self.name}.log"
         with open(log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(self.config_path)],
+                [*self._prefix(), nats_server_binary(), "-c", str(self.config_path)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -117,6 +125,10 @@ class NatsNode:
             )
         self.stopping = False
         log.info("nats node started", node=self.name, pid=self.pid, client=self.client_url)
+
+    def _prefix(self) -> list[str]:
+        # ``ip netns exec`` execs the server in place, so the pid stays the server's.
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -179,14 +191,15 @@ class NatsCluster:
 
     def write_configs(self) -> None:
         for node in self.nodes:
-            routes = [other.ports.cluster for other in self.nodes if other is not node]
+            routes = [other.route_address for other in self.nodes if other is not node]
             node.config_path.write_text(
                 natsconf.render(
                     node.name,
                     node.ports,
                     routes,
                     self.data_dir / "jetstream" / node.name,
-                    host=self.host,
+                    host=node.host,
+                    cluster_host=node.cluster_host,
                     sync_interval=self.sync_interval,
                     extra=self.extra_config,
                 )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from natter.rooms import parse_duration
+
 CLUSTER_NAME = "natter"
 
 #: Settings every natter NATS node runs with, embedded or in Kubernetes.
@@ -25,14 +27,30 @@ SHARED: dict[str, Any] = {
     # Drop a client that cannot take writes for this long (slow consumer).
     "write_deadline": "10s",
     "jetstream": {
-        # fsync the file store this often. "always" syncs every write before the ack:
-        # an acknowledged message then survives power loss of every node. The default
-        # relies on R3 replication: an ack means a majority holds the message.
-        "sync_interval": "2m",
+        # fsync the file store this often. "always" fsyncs every write before the ack,
+        # so an acknowledged message is on the disks of a majority of its replicas and
+        # survives power loss of every node at once (docs/durability.md). A duration
+        # such as "2m" trades that for throughput: replication alone then carries an
+        # ack through process and single-node crashes, not through a shared power cut.
+        "sync_interval": "always",
         "max_memory_store": 268435456,
         "max_file_store": 10737418240,
     },
 }
+
+
+def valid_sync_interval(value: str) -> str:
+    """``value`` if JetStream accepts it as ``sync_interval``: ``always`` or a positive duration."""
+    text = value.strip()
+    if text == "always":
+        return text
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not 'always' or a duration such as 1s, 30s or 2m")
+    return text
 
 
 @dataclass(frozen=True)
@@ -53,24 +71,32 @@ def _value(value: Any) -> str:
 def render(
     name: str,
     ports: NodePorts,
-    routes: Sequence[int],
+    routes: Sequence[int | str],
     store_dir: Path,
     *,
     host: str = "127.0.0.1",
+    cluster_host: str | None = None,
     sync_interval: str | None = None,
     extra: str = "",
 ) -> str:
-    """The configuration file of one embedded node."""
+    """The configuration file of one embedded node.
+
+    ``routes`` are the other nodes' cluster ports on ``host``, or ``"addr:port"``
+    strings; ``cluster_host`` is where this node listens for routes (default ``host``).
+    """
     js = dict(SHARED["jetstream"])
     if sync_interval is not None:
         js["sync_interval"] = sync_interval
-    route_urls = ", ".join(f'"nats-route://{host}:{port}"' for port in routes)
+    route_urls = ", ".join(
+        f'"nats-route://{route if isinstance(route, str) else f"{host}:{route}"}"'
+        for route in routes
+    )
     top = "\n".join(f"{key}: {_value(val)}" for key, val in SHARED.items() if key != "jetstream")
     js_lines = "\n".join(f"  {key}: {_value(val)}" for key, val in js.items())
     cluster = (
         f"""cluster {{
   name: "{CLUSTER_NAME}"
-  listen: "{host}:{ports.cluster}"
+  listen: "{cluster_host or host}:{ports.cluster}"
   routes: [{route_urls}]
   connect_retries: 120
 }}"""

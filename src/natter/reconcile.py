@@ -8,14 +8,16 @@ writes the registry entry and reports the stream's state.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import nats.js.errors
 from nats.js import api
 
 from natter import logs
 from natter.bus import RoomAdmin
-from natter.errors import SpecConflict
+from natter.errors import SpecConflict, Unavailable
 from natter.rooms import Room, stream_name, subjects_filter
 
 log = logs.get("natter.reconcile")
@@ -135,26 +137,39 @@ async def reconcile_room(
     action: Action
     changes: list[str] = []
     if info is None:
-        info = await admin.add_stream(want)
+        info = await _refused_as_conflict(admin.add_stream(want), room)
         action = "created"
         log.info("stream created", room=room.key, stream=room.stream, replicas=want.num_replicas)
     else:
         have = info.config
         if have.storage != want.storage:
-            current = have.storage.value if have.storage else "?"
+            current = str(getattr(have.storage, "value", have.storage) or "?")
             raise SpecConflict(
                 f"stream {room.stream} uses {current} storage; JetStream cannot change storage "
                 f"in place (the spec asks for {room.spec.storage}); the stream was left unchanged"
             )
         changes = _differences(want, have)
         if changes:
-            info = await admin.update_stream(want)
+            info = await _refused_as_conflict(admin.update_stream(want), room)
             action = "updated"
             log.info("stream updated", room=room.key, stream=room.stream, changes=changes)
         else:
             action = "unchanged"
     registry = await admin.put_entry(room)
     return _status(info, action, changes, registry)
+
+
+async def _refused_as_conflict(call: Awaitable[api.StreamInfo], room: Room) -> api.StreamInfo:
+    """JetStream refusing a config (e.g. not enough storage) is a spec problem, not an outage."""
+    try:
+        return await call
+    except nats.js.errors.APIError as exc:
+        if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.ServerError):
+            raise Unavailable(f"JetStream could not apply {room.stream}: {exc.description}") from exc
+        raise SpecConflict(
+            f"JetStream refused the stream for room {room.name}: {exc.description} "
+            f"(error {exc.err_code}); the stream was left unchanged"
+        ) from exc
 
 
 async def room_status(admin: RoomAdmin, room: Room) -> RoomStatus | None:

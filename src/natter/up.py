@@ -26,7 +26,7 @@ from typing import TypeVar
 import httpx
 
 from natter import bus, logs
-from natter.config import Settings
+from natter.auth.embedded import UpAuth
 from natter.embedded import ClusterError, NatsCluster, check_for
 from natter.errors import Unavailable
 from natter.reconcile import RoomStatus, reconcile_room
@@ -49,6 +49,8 @@ class UpOptions:
     sync_interval: str | None = None
     auth: str = "open"
     twitch: list[str] = field(default_factory=list)
+    users_file: Path | None = None
+    nats_auth: bool | None = None  # per-component NATS users; default: on in jwt mode
     extra_env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
 
@@ -72,11 +74,19 @@ class Up:
     def __init__(self, options: UpOptions) -> None:
         self.opts = options
         self.data_dir = options.data_dir.resolve()
+        self.auth = UpAuth(
+            self.data_dir,
+            auth=options.auth,
+            users_file=options.users_file,
+            nats_auth=options.nats_auth,
+            bridge_rooms=[_bridge_room(spec) for spec in options.twitch],
+        )
         self.cluster = NatsCluster(
             self.data_dir,
             options.nats_nodes,
             host=options.host,
             sync_interval=options.sync_interval,
+            extra_config=self.auth.nats_config,
         )
         self.workers: list[Worker] = []
         self.bridges: list[Worker] = []
@@ -101,7 +111,7 @@ class Up:
             return 0
         rooms = list(load_manifests(self.opts.rooms))
         nc = await bus.connect(
-            Settings(nats_url=self.cluster.nats_url), "natter-up", connect_attempts=20
+            self.auth.operator_settings(self.cluster.nats_url), "natter-up", connect_attempts=20
         )
         try:
             admin = bus.RoomAdmin(nc, timeout=5.0)
@@ -147,6 +157,7 @@ class Up:
                 "NATTER_AUTH": self.opts.auth,
             }
         )
+        env.update(self.auth.gateway_env())
         env.update(self.opts.extra_env)
         return env
 
@@ -173,7 +184,7 @@ class Up:
         from natter.bridges.twitch import parse_bridge_spec
 
         channel, room = parse_bridge_spec(spec)
-        env = {**self._worker_env(), "NATTER_TWITCH_HTTP_PORT": "0"}
+        env = {**self._worker_env(), "NATTER_TWITCH_HTTP_PORT": "0", **self.auth.bridge_env(room)}
         return self._spawn(
             index,
             ["bridge", "twitch", "--channel", channel, "--room", room],
@@ -309,3 +320,9 @@ async def run_up(options: UpOptions) -> int:
         return 0
     finally:
         await up.stop()
+
+
+def _bridge_room(spec: str) -> str:
+    from natter.bridges.twitch import parse_bridge_spec
+
+    return parse_bridge_spec(spec)[1]

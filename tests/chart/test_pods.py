@@ -74,21 +74,59 @@ def test_every_natter_variable_is_a_setting(chart_cluster: ChartCluster) -> None
         assert not unknown, f"{where} sets variables no natter setting reads: {sorted(unknown)}"
 
 
+def _open_auth(env: dict[str, str]) -> dict[str, str]:
+    """The environment `--set auth.mode=open` renders (test_auth_modes_differ_only_so checks)."""
+    out = {k: v for k, v in env.items() if k != "NATTER_JWT_SECRET"}
+    if "NATTER_AUTH" in out:
+        out["NATTER_AUTH"] = "open"
+    return out
+
+
+def test_auth_modes_differ_only_so() -> None:
+    from tests.chart._helm import render
+
+    def envs(r: Rendered) -> dict[str, set[str]]:
+        return {
+            where: {f"{n}={'<secret>' if isinstance(v, dict) else v}" for n, v in env_of(c).items()}
+            for where, _, spec in r.pod_specs()
+            for c in spec["containers"]
+        }
+
+    jwt, open_ = envs(render()), envs(render(sets=["auth.mode=open"]))
+    assert set(jwt) == set(open_)
+    for where in jwt:
+        expected = {e for e in jwt[where] if not e.startswith("NATTER_JWT_SECRET=")}
+        expected = {"NATTER_AUTH=open" if e == "NATTER_AUTH=jwt" else e for e in expected}
+        assert open_[where] == expected, where
+
+
+@pytest.fixture(params=["open", "jwt"])
+def auth_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def gateway(chart_cluster: ChartCluster, tmp_path: Path) -> Iterator[str]:
+def gateway(chart_cluster: ChartCluster, auth_mode: str, tmp_path: Path) -> Iterator[str]:
     r = chart_cluster.rendered
     (c,) = r.one("Deployment", "natter-gateway")["spec"]["template"]["spec"]["containers"]
     env = container_env(r, c)
+    if auth_mode == "open":
+        env = _open_auth(env)
     port = free_ports(1)[0]
-    env.update({
-        "NATTER_NATS_URL": chart_cluster.urls,
-        "NATTER_HOST": "127.0.0.1",
-        "NATTER_PORT": str(port),
-        "NATTER_LOG_FORMAT": "json",
-    })
+    env.update(
+        {
+            "NATTER_NATS_URL": chart_cluster.urls,
+            "NATTER_HOST": "127.0.0.1",
+            "NATTER_PORT": str(port),
+            "NATTER_LOG_FORMAT": "json",
+        }
+    )
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen(
-        [*NATTER, *c["args"]], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        [*NATTER, *c["args"]],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -113,7 +151,9 @@ async def _ready(url: str) -> None:
         await check_for(60, ready, interval=0.2, what="the gateway's /readyz")
 
 
-def test_helm_test_passes_against_the_gateway(chart_cluster: ChartCluster, gateway: str) -> None:
+def test_helm_test_passes_against_the_gateway(
+    chart_cluster: ChartCluster, gateway: str, auth_mode: str
+) -> None:
     r = chart_cluster.rendered
     room_obj = r.one("ChatRoom", "natter-helm-test")
 
@@ -133,10 +173,16 @@ def test_helm_test_passes_against_the_gateway(chart_cluster: ChartCluster, gatew
     pod = r.one("Pod", "natter-helm-test")
     (c,) = pod["spec"]["containers"]
     env = container_env(r, c)
+    if auth_mode == "open":
+        env = _open_auth(env)
     env["NATTER_TEST_GATEWAY"] = gateway
     proc = subprocess.run(
-        [sys.executable, str(CHART / "files" / "helm-test.py")], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=float(env["NATTER_TEST_TIMEOUT"]) + 30, check=False,
+        [sys.executable, str(CHART / "files" / "helm-test.py")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=float(env["NATTER_TEST_TIMEOUT"]) + 30,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: sent and read back" in proc.stdout

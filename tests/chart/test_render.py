@@ -565,3 +565,18 @@ def test_helm_test_sends_through_the_gateway(default: Rendered) -> None:
     assert c["command"] == ["python", "/test/helm-test.py"]
     compile(script, "helm-test.py", "exec")
     assert render_scenario("minimal").all("Pod") == []
+
+
+def test_nats_restarts_only_when_auth_inputs_change() -> None:
+    def checksum(r: Rendered) -> str:
+        sts = r.all("StatefulSet")[0]
+        return str(sts["spec"]["template"]["metadata"]["annotations"]["checksum/auth"])
+
+    first, second = render(), render(sets=["commonLabels.other=render"])
+    # Fresh random passwords in each render, yet the same checksum...
+    assert first.one("Secret", "natter-credentials") != second.one("Secret", "natter-credentials")
+    assert checksum(first) == checksum(second)
+    # ...which moves when users or permissions do.
+    bridged = render(sets=["bridges.twitch[0].channel=abc", "bridges.twitch[0].room=general"])
+    assert checksum(bridged) != checksum(first)
+    assert checksum(render(sets=["gateway.roomNamespace=other"])) != checksum(first)

@@ -1,5 +1,5 @@
-"""End-to-end fixtures: one ``natter up`` per test module (starting one per test
-would cost seconds each); tests keep apart by room and by unique message text."""
+"""End-to-end fixtures: one ``natter up`` per test module (one per test would cost
+seconds each; tests keep apart by room and unique text) and the system Chromium."""
 
 from __future__ import annotations
 

@@ -47,8 +47,8 @@ async def test_nats_unavailable_then_recovers(
     assert row[1] == "False"
 
     for node in nats_cluster.nodes:
-        await nats_cluster.restart(node.name)
-    await nats_cluster.wait_for_meta_leader()
+        node.start()
+    await nats_cluster.wait_ready(60)
     await check_for(60, lambda: ready_room(kube, ns, "general"), what="Ready after NATS is back")
     assert reasons(kube, ns, "general").count("NatsUnavailable") == 1
     assert (await operator.wait_live()).get("nats_connected") is True
@@ -81,6 +81,6 @@ async def test_storage_conflict_leaves_stream_untouched(
     assert obj["status"]["stream"]["name"] == legacy.stream  # type: ignore[index]
     info = await admin.stream_info(legacy.stream)
     assert info is not None
-    assert info.config.storage is not None and info.config.storage.value == "memory"
+    assert info.config.storage == "memory"
     assert info.config.max_msgs == 10
     await check_for(10, lambda: "SpecConflict" in reasons(kube, ns, "legacy"), what="event")

@@ -61,13 +61,21 @@ async def test_sample_rooms_become_ready_streams(
         assert condition(kube.get("chatroom", room.name, ns), "SpecApplied")["status"] == "True"  # type: ignore[index]
         assert "StreamCreated" in reasons(kube, ns, room.name)
 
-    table = kube.kubectl("get", "rooms", "-n", ns).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REPLICAS", "MESSAGES", "LEADER", "AGE"]
-    rows = {line.split()[0]: line.split() for line in table[1:]}
-    assert sorted(rows) == sorted(names)
     leaders = {n.name for n in nats_cluster.nodes}
-    for row in rows.values():
-        assert row[1] == "True" and row[2] == "3" and row[3] == "0" and row[4] in leaders
+
+    def table() -> dict[str, list[str]] | None:
+        lines = kube.kubectl("get", "rooms", "-n", ns).stdout.splitlines()
+        assert lines[0].split() == ["NAME", "READY", "REPLICAS", "MESSAGES", "LEADER", "AGE"]
+        rows = {line.split()[0]: line.split() for line in lines[1:]}
+        assert sorted(rows) == sorted(names)
+        # Replicas counts current peers: a follower may still be catching up at first.
+        done = all(
+            r[1] == "True" and r[2] == "3" and r[3] == "0" and r[4] in leaders
+            for r in rows.values()
+        )
+        return rows if done else None
+
+    await check_for(30, table, what="kubectl get rooms: True, 3 replicas, a leader")
 
 
 async def test_status_follows_messages(

@@ -59,10 +59,13 @@ class Conn:
 class Scripted:
     def __init__(self) -> None:
         self.conns: asyncio.Queue[Conn] = asyncio.Queue()
+        self.every: list[Conn] = []
+        self.tasks: list[asyncio.Task[int]] = []
         self.server: Server | None = None
 
     async def handler(self, ws: ServerConnection) -> None:
         conn = Conn(ws)
+        self.every.append(conn)
         await self.conns.put(conn)
         with contextlib.suppress(ConnectionClosed):
             await ws.wait_closed()
@@ -84,8 +87,10 @@ async def scripted() -> AsyncIterator[Scripted]:
     async with serve(s.handler, "127.0.0.1", 0) as server:
         s.server = server
         yield s
-        while not s.conns.empty():
-            s.conns.get_nowait().done.set()
+        for task in s.tasks:
+            task.cancel()
+        for conn in s.every:
+            conn.done.set()
 
 
 def msg(seq: int, user: str = "bob", text: str | None = None, **extra: Any) -> Frame:
@@ -96,13 +101,14 @@ def msg(seq: int, user: str = "bob", text: str | None = None, **extra: Any) -> F
 
 
 class Run:
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    def __init__(self, scripted: Scripted, **kwargs: Any) -> None:
         self.out: list[str] = []
         self.lines: asyncio.Queue[str | None] = asyncio.Queue()
         self.client = ChatClient(
-            url, "general", "alice", self._emit, backoff=Backoff(base=0.01, cap=0.05), **kwargs
+            scripted.url, "general", "alice", self._emit, backoff=Backoff(0.01, 0.05), **kwargs
         )
         self.task = asyncio.create_task(self.client.run(self.lines.get))
+        scripted.tasks.append(self.task)
 
     async def _emit(self, line: str) -> None:
         self.out.append(line)
@@ -124,7 +130,7 @@ class Run:
 async def test_resume_with_since_resends_unacked_with_same_id_and_prints_once(
     scripted: Scripted,
 ) -> None:
-    run = Run(scripted.url)
+    run = Run(scripted)
     c1 = await scripted.next()
     assert await c1.handshake() == {"type": "join", "room": "general"}
     await c1.send({"type": "joined", "room": "general", "last_seq": 2}, msg(1), msg(2), batch=True)
@@ -154,7 +160,7 @@ async def test_resume_with_since_resends_unacked_with_same_id_and_prints_once(
 
 
 async def test_end_of_input_waits_for_acks(scripted: Scripted) -> None:
-    run = Run(scripted.url, drain_timeout=0.5)
+    run = Run(scripted, drain_timeout=0.5)
     c = await scripted.next()
     await c.handshake()
     await c.send({"type": "joined", "room": "general", "last_seq": 0})
@@ -166,7 +172,7 @@ async def test_end_of_input_waits_for_acks(scripted: Scripted) -> None:
     assert await run.finish() == 0
     await c.close()
 
-    never_acked = Run(scripted.url, drain_timeout=0.2)
+    never_acked = Run(scripted, drain_timeout=0.2)
     c = await scripted.next()
     await c.handshake()
     await c.send({"type": "joined", "room": "general", "last_seq": 1})
@@ -178,7 +184,7 @@ async def test_end_of_input_waits_for_acks(scripted: Scripted) -> None:
 
 
 async def test_send_errors_and_refusals(scripted: Scripted) -> None:
-    run = Run(scripted.url)
+    run = Run(scripted)
     c = await scripted.next()
     await c.handshake()
     await c.send({"type": "joined", "room": "general", "last_seq": 0})
@@ -196,7 +202,7 @@ async def test_send_errors_and_refusals(scripted: Scripted) -> None:
     assert await run.finish() == 0
     await c.close()
 
-    refused = Run(scripted.url)
+    refused = Run(scripted)
     c = await scripted.next()
     await c.recv()
     await c.send({"type": "error", "code": "forbidden", "message": "bad name"})

@@ -178,9 +178,20 @@ def _parses(fn: Any, value: str) -> bool:
 
 @pytest.mark.parametrize(
     ("value", "valid"),
-    [("720h", True), ("0", True), ("1h30m", True), ("7d", True), ("1.5h", True),
-     ("250ms", True), ("", False), ("forever", False), ("10", False), ("-1h", False),
-     ("1h 30m", False), ("h", False)],
+    [
+        ("720h", True),
+        ("0", True),
+        ("1h30m", True),
+        ("7d", True),
+        ("1.5h", True),
+        ("250ms", True),
+        ("", False),
+        ("forever", False),
+        ("10", False),
+        ("-1h", False),
+        ("1h 30m", False),
+        ("h", False),
+    ],
 )
 def test_max_age_rule_examples(crd: dict[str, Any], value: str, valid: bool) -> None:
     assert _crd_accepts_age(_max_age_regex(crd), value) is valid

@@ -1,12 +1,9 @@
 """`helm test`: send one message through the gateway's HTTP API and read it back.
 
-Runs in the natter image with the standard library only. In jwt mode it signs a
-short-lived HS256 token for user "helm-test" with the chart's NATTER_JWT_SECRET.
+Runs in the natter image. In jwt mode it signs a short-lived access token for
+user "helm-test" with the chart's NATTER_JWT_SECRET, using natter's own signer.
 """
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -18,18 +15,16 @@ import uuid
 BASE = os.environ["NATTER_TEST_GATEWAY"].rstrip("/")
 ROOM = os.environ["NATTER_TEST_ROOM"]
 TIMEOUT = float(os.environ.get("NATTER_TEST_TIMEOUT", "120"))
-
-
-def b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+#: Answers that mean "not yet": no connection, room not known yet, NATS not ready.
+RETRY = {0, 404, 502, 503, 504}
 
 
 def token(secret: str) -> str:
-    now = int(time.time())
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"sub": "helm-test", "iat": now, "exp": now + 600}).encode())
-    sig = b64(hmac.new(secret.encode(), head + b"." + body, hashlib.sha256).digest())
-    return (head + b"." + body + b"." + sig).decode()
+    from natter.auth.tokens import TokenSigner
+
+    issuer = os.environ.get("NATTER_JWT_ISSUER", "natter")
+    signer = TokenSigner(secret, issuer=issuer, access_ttl=600, refresh_ttl=600)
+    return signer.issue("helm-test", [], "access").token
 
 
 def call(method: str, path: str, headers: dict, body: dict | None = None) -> tuple[int, object]:
@@ -59,6 +54,9 @@ def main() -> int:
             status, answer = 0, repr(exc)
         if status == 201:
             break
+        if status not in RETRY:
+            print(f"FAIL: POST /api/rooms/{ROOM}/messages answered {status}: {answer}")
+            return 1
         if time.monotonic() + delay > deadline:
             print(f"FAIL: POST /api/rooms/{ROOM}/messages answered {status}: {answer}")
             return 1
@@ -71,6 +69,9 @@ def main() -> int:
     found = [m for m in messages or [] if isinstance(m, dict) and m.get("seq") == seq]
     if status != 200 or not found or found[0].get("text") != text:
         print(f"FAIL: message {seq} not read back: {status} {page}")
+        return 1
+    if secret and found[0].get("user") != "helm-test":
+        print(f"FAIL: message {seq} is from {found[0].get('user')!r}, not the token's user")
         return 1
     print(f"OK: sent and read back seq {seq} in room {ROOM} as {found[0].get('user')}")
     return 0

@@ -102,3 +102,15 @@ subscribe:
   }
 }
 {{- end }}
+
+{{/* Everything the NATS auth Secret is made of except the passwords (for a checksum). */}}
+{{- define "natter.natsAuth.inputs" -}}
+{{ include "natter.bridges" . }}
+operator={{ .Values.operator.enabled }} replicas={{ .Values.nats.replicas }} cluster={{ .Values.nats.ports.cluster }}
+{{ include "natter.permissions.gateway" . }}
+{{ include "natter.permissions.operator" . }}
+{{- range $b := (include "natter.bridges" . | fromJson).bridges }}
+{{ include "natter.permissions.bridge" (dict "b" $b) }}
+{{- end }}
+{{ include "natter.natsUser" (dict "user" "x" "password" "x" "permissions" dict) }}
+{{- end }}

@@ -46,7 +46,9 @@ class JwksCache:
 
     async def _url(self) -> str:
         if self._jwks_url is None:
-            resp = await self._http.get(f"{self.issuer.rstrip('/')}/.well-known/openid-configuration")
+            resp = await self._http.get(
+                f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
+            )
             resp.raise_for_status()
             url = resp.json().get("jwks_uri")
             if not isinstance(url, str):
@@ -109,7 +111,7 @@ class OidcVerifier:
         key = await self.keys.key(kid if isinstance(kid, str) else None)
         if key is None:
             raise TokenError("the token is not valid")
-        options: dict[str, Any] = {"require": ["exp", "iat", "iss", "sub"]}
+        options: jwt.types.Options = {"require": ["exp", "iat", "iss", "sub"]}
         if self.audience is None:
             options["verify_aud"] = False
         try:

@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from natter import protocol
-from natter.errors import BadRequest, Forbidden, NatterError, TooLarge
-from natter.gateway import metrics
+from natter.auth import Identity, Unauthenticated
+from natter.errors import BadRequest, NatterError, TooLarge
+from natter.gateway import limits, metrics
 from natter.gateway.state import Gateway
 from natter.gateway.ws import history_page
 
@@ -40,19 +41,29 @@ def problem(exc: NatterError) -> JSONResponse:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="natter"'
     return JSONResponse(
         body, status_code=exc.http_status, media_type="application/problem+json", headers=headers
     )
 
 
-def _user(request: Request, body: dict[str, Any] | None = None) -> str:
+async def _identity(request: Request, body: dict[str, Any] | None = None) -> Identity:
+    """Open mode: the nickname in the body or X-Natter-User; jwt mode: the bearer token."""
     gw = _gw(request)
     if gw.settings.auth == "open":
         raw = (body or {}).get("user") or request.headers.get("x-natter-user") or "anonymous"
         if not isinstance(raw, str):
             raise BadRequest("'user' must be a string")
-        return protocol.valid_user(raw)
-    raise Forbidden("token authentication is not available on this server yet")
+        return Identity(protocol.valid_user(raw), frozenset(), None, "open")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("send Authorization: Bearer <token> (POST /api/login gives one)")
+        return await gw.auth.identify(token.strip())
+    except Unauthenticated:
+        limits.refuse("token", ip=request.client.host if request.client else "unknown")
+        raise
 
 
 def _int_param(request: Request, name: str, minimum: int = 0) -> int | None:
@@ -71,14 +82,12 @@ def _int_param(request: Request, name: str, minimum: int = 0) -> int | None:
 async def list_rooms(request: Request) -> Response:
     gw = _gw(request)
     try:
+        who = await _identity(request)
         bus, _ = gw.require_bus()
         await gw.refresh_rooms()
-        user = _user(request)
         out = []
         for room in gw.rooms():
-            try:
-                gw.authorize(user, room, "read")
-            except NatterError:
+            if not gw.may(who.name, room, "read", who.groups):
                 continue
             _, last = await bus.bounds(room)
             spec = room.spec
@@ -100,9 +109,11 @@ async def list_rooms(request: Request) -> Response:
 async def get_messages(request: Request) -> Response:
     gw = _gw(request)
     try:
+        who = await _identity(request)
         bus, _ = gw.require_bus()
         room = await gw.room(request.path_params["room"])
-        gw.authorize(_user(request), room, "read")
+        gw.authorize(who.name, room, "read", who.groups)
+        gw.limits.check_request(who.name)
         before = _int_param(request, "before", 1)
         after = _int_param(request, "after", 0)
         if before is not None and after is not None:
@@ -118,6 +129,8 @@ async def get_messages(request: Request) -> Response:
 async def post_message(request: Request) -> Response:
     gw = _gw(request)
     try:
+        # In jwt mode a stranger is turned away before the body is read.
+        who = None if gw.settings.auth == "open" else await _identity(request)
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
             raise TooLarge("request body too large")
@@ -135,11 +148,13 @@ async def post_message(request: Request) -> Response:
             raise BadRequest("'id' must be a string")
         msg_id = protocol.valid_id(raw_id) if raw_id else uuid.uuid4().hex
         bus, _ = gw.require_bus()
+        who = who or await _identity(request, body)
+        user = who.name
         room = await gw.room(request.path_params["room"])
-        user = _user(request, body)
-        gw.authorize(user, room, "write")
+        gw.authorize(user, room, "write", who.groups)
         if len(text.encode()) > room.spec.max_message_size:
             raise TooLarge(f"text exceeds the room's limit of {room.spec.max_message_size} bytes")
+        gw.limits.check_send(user)
         result = await bus.publish(
             room,
             protocol.stored_message(msg_id, user, text),

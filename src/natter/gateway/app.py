@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from natter import logs
 from natter.config import Settings
-from natter.gateway import api, ws
+from natter.gateway import api, login, ws
+from natter.gateway.security import SecurityMiddleware
 from natter.gateway.state import Gateway
 
 STATIC = Path(__file__).parent / "static"
@@ -40,10 +42,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", api.healthz),
         Route("/readyz", api.readyz),
         Route("/metrics", api.metrics_endpoint),
+        Route("/api/auth", login.auth_info),
+        Route("/api/login", login.login, methods=["POST"]),
+        Route("/api/refresh", login.refresh, methods=["POST"]),
         Route("/api/rooms", api.list_rooms),
         Route("/api/rooms/{room}/messages", api.get_messages, methods=["GET"]),
         Route("/api/rooms/{room}/messages", api.post_message, methods=["POST"]),
         WebSocketRoute("/ws", ws.endpoint),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(SecurityMiddleware, settings=settings)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

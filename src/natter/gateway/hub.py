@@ -227,6 +227,11 @@ class Hub:
         metrics.ROOM_FEEDS.set(len(self.feeds))
         return feed
 
+    def tip(self, room: Room) -> int | None:
+        """The last seq this process delivered in ``room``, when it already follows it."""
+        feed = self.feeds.get(room.key)
+        return None if feed is None else feed.last
+
     async def join(self, room: Room, key: int, member: Member) -> None:
         try:
             feed = await self.feed(room)

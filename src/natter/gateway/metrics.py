@@ -63,3 +63,9 @@ SLOW_CONSUMERS = Counter(
     "natter_gateway_slow_consumers_total", "Sockets dropped for not reading.", registry=REGISTRY
 )
 READY = Gauge("natter_gateway_ready", "1 when NATS and JetStream answer.", registry=REGISTRY)
+REFUSALS = Counter(
+    "natter_gateway_refusals_total",
+    "Requests refused by authentication, authorization, origin checks or abuse limits, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -31,6 +31,8 @@ def run(settings: Settings, *, reuse_port: bool = False) -> None:
         create_app(settings),
         log_config=None,
         access_log=False,
+        ws=settings.ws_impl,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         ws_max_size=max(1 << 20, 16 * settings.max_frame_bytes),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

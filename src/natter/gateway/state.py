@@ -12,14 +12,16 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from natter import bus, logs, protocol
+from natter.auth import Authenticator
 from natter.config import Settings
 from natter.errors import Forbidden, NatterError, Unavailable, UnknownRoom
-from natter.gateway import metrics
+from natter.gateway import limits, metrics
 from natter.gateway.hub import Hub
 from natter.rooms import Room, registry_key, signal_subject
 
@@ -27,6 +29,13 @@ log = logs.get("natter.gateway")
 
 REGISTRY_REFRESH_SECONDS = 5.0
 MISSING_ROOM_TTL = 1.0
+#: Seconds after losing its NATS server that the gateway still takes sends and joins,
+#: letting the bus retry them through the reconnect to another node (a failover or a
+#: lame-duck hand-over takes milliseconds); after that it answers ``unavailable``.
+RECONNECT_GRACE = 3.0
+#: Seconds JetStream may stay silent through a connected NATS server before the
+#: gateway reconnects to another server of the cluster.
+SWITCH_SERVER_AFTER = 3.0
 
 
 class Gateway:
@@ -45,6 +54,9 @@ class Gateway:
         self.ready = False
         self.closing = False
         self.connections: set[Any] = set()
+        self._disconnected_at: float | None = None
+        self.auth = Authenticator(settings)
+        self.limits = limits.Limits(settings)
 
     # lifecycle ------------------------------------------------------------
 
@@ -58,7 +70,7 @@ class Gateway:
                 nc = await bus.connect(
                     self.settings,
                     f"natter-gateway-{self.node}",
-                    on_event=lambda e: metrics.NATS_EVENTS.labels(e).inc(),
+                    on_event=self._on_nats_event,
                 )
             except Unavailable as exc:
                 attempt += 1
@@ -74,13 +86,33 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._registry_loop(), name="registry"))
             return
 
+    def _on_nats_event(self, event: str) -> None:
+        metrics.NATS_EVENTS.labels(event).inc()
+        if event == "disconnected" and self._disconnected_at is None:
+            self._disconnected_at = time.monotonic()
+        elif event == "reconnected":
+            self._disconnected_at = None
+
     async def _readiness_loop(self) -> None:
+        silent_since: float | None = None
         while not self.closing:
             ok = self.nc is not None and await bus.jetstream_ready(self.nc, timeout=1.0)
             if ok != self.ready:
                 log.info("readiness changed", ready=ok)
             self.ready = ok
             metrics.READY.set(1 if ok else 0)
+            # Connected, but JetStream silent: this server may be cut off from the
+            # cluster's majority. Move to another one rather than wait out the cut.
+            now = time.monotonic()
+            if ok or self.nc is None or not self.nc.is_connected:
+                silent_since = None
+            elif silent_since is None:
+                silent_since = now
+            elif now - silent_since >= SWITCH_SERVER_AFTER and len(self.nc.servers) > 1:
+                log.warning("JetStream silent through this NATS server; switching servers",
+                            server=str(self.nc.connected_url.netloc if self.nc.connected_url else ""))
+                silent_since = None
+                await self.nc.force_reconnect()
             await asyncio.sleep(0.5 if ok else 0.25)
 
     async def _registry_loop(self) -> None:
@@ -101,6 +133,7 @@ class Gateway:
                 await task
         if self.hub is not None:
             await self.hub.close()
+        await self.auth.close()
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.drain(), self.settings.shutdown_grace)
@@ -109,8 +142,21 @@ class Gateway:
     # rooms ----------------------------------------------------------------
 
     def require_bus(self) -> tuple[bus.RoomBus, Hub]:
-        if self.bus is None or self.hub is None or self.nc is None or not self.nc.is_connected:
+        """The bus and hub, or ``unavailable`` when NATS is away.
+
+        A reconnect is not an outage: within ``RECONNECT_GRACE`` of a disconnect the
+        call goes ahead, and the bus's retries carry it over to the next server.
+        """
+        if self.bus is None or self.hub is None or self.nc is None or self.nc.is_closed:
             raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        if not self.nc.is_connected:
+            now = time.monotonic()
+            if self._disconnected_at is None:
+                self._disconnected_at = now
+            if now - self._disconnected_at > RECONNECT_GRACE:
+                raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
+        elif self._disconnected_at is not None:
+            self._disconnected_at = None
         return self.bus, self.hub
 
     async def refresh_rooms(self) -> dict[str, Room]:
@@ -139,14 +185,26 @@ class Gateway:
         self._rooms[key] = found
         return found
 
-    def authorize(self, user: str, room: Room, action: str) -> None:
-        """Per-room access from ``spec.access``; refusals say nothing about the room."""
+    @staticmethod
+    def may(user: str, room: Room, action: str, groups: Collection[str] = ()) -> bool:
+        """Per-room access from ``spec.access``.
+
+        Public rooms: everyone reads; everyone but ``readOnly`` users writes. Private
+        rooms: ``members`` and holders of a listed group read and write; ``readOnly``
+        users only read.
+        """
         access = room.spec.access
+        read_only = user in access.read_only
         if access.visibility == "public":
-            return
-        if user in access.members or (user in access.read_only and action == "read"):
-            return
-        raise Forbidden("you may not use this room")
+            return action == "read" or not read_only
+        member = user in access.members or not set(access.groups).isdisjoint(groups)
+        return (member or read_only) if action == "read" else (member and not read_only)
+
+    def authorize(self, user: str, room: Room, action: str, groups: Collection[str] = ()) -> None:
+        """Raise ``forbidden`` unless :meth:`may`; the refusal says nothing about the room."""
+        if not self.may(user, room, action, groups):
+            limits.refuse("room_access", user=user, action=action)
+            raise Forbidden("you may not use this room")
 
     # signals --------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from natter import logs, protocol
 from natter.errors import BadRequest, Forbidden, NatterError, TooLarge, Unavailable
-from natter.gateway import metrics
+from natter.gateway import limits, metrics
 from natter.gateway.hub import Member
 from natter.gateway.state import Gateway
 from natter.rooms import Room
@@ -30,7 +30,6 @@ log = logs.get("natter.gateway.ws")
 _ids = itertools.count(1)
 BATCH_MAX = 256
 SEND_CONCURRENCY = 64
-MAX_JOINED_ROOMS = 50
 
 
 class Connection:
@@ -39,6 +38,10 @@ class Connection:
         self.gw = gw
         self.key = next(_ids)
         self.user: str | None = None
+        self.groups: frozenset[str] = frozenset()
+        self.expires_at: float | None = None  # the token's exp (epoch seconds)
+        self.address = ws.client.host if ws.client else "unknown"
+        self._failed_hellos = 0
         self.rooms: dict[str, tuple[Room, Member | None]] = {}
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
@@ -112,6 +115,7 @@ class Connection:
         metrics.CONNECTIONS_TOTAL.inc()
         self.gw.connections.add(self)
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.key}")
+        self._spawn(self._deadlines())
         try:
             while not self._closed:
                 message = await self.ws.receive()
@@ -156,7 +160,7 @@ class Connection:
         metrics.FRAMES_IN.labels(kind).inc()
         try:
             if isinstance(frame, protocol.Hello):
-                self._hello(frame)
+                await self._hello(frame)
                 return
             if self.user is None:
                 raise BadRequest("say hello first", ref=getattr(frame, "id", None))
@@ -189,15 +193,22 @@ class Connection:
             self.log.exception("frame handler failed")
             self.error(Unavailable("internal error; try again"))
 
-    def _hello(self, frame: protocol.Hello) -> None:
-        if self.user is not None:
+    async def _hello(self, frame: protocol.Hello) -> None:
+        """Identify the socket; in jwt mode a later hello with a fresh token extends it."""
+        if self.user is not None and self.expires_at is None:
             raise BadRequest("hello was already said on this connection")
-        if self.gw.settings.auth == "open":
-            if frame.user is None:
-                raise BadRequest("this server runs in open mode: hello needs 'user'")
-            self.user = frame.user
-        else:
-            raise Forbidden("token authentication is not available on this server yet")
+        try:
+            identity = await self.gw.auth.identify(frame.token, frame.user)
+        except Forbidden:
+            self._failed_hellos += 1
+            limits.refuse("token", ip=self.address)
+            if self._failed_hellos >= self.gw.settings.max_failed_hellos:
+                self._spawn(self._close(1008, "too many refused hellos"))
+            raise
+        if self.user is not None and identity.name != self.user:
+            raise BadRequest("a new token must name the same user")
+        self.user, self.groups = identity.name, identity.groups
+        self.expires_at = identity.expires_at
         self.log = self.log.bind(user=self.user)
         self.push(
             protocol.encode(
@@ -205,13 +216,30 @@ class Connection:
             )
         )
 
+    async def _deadlines(self) -> None:
+        """Close a socket that never says hello, or whose token expires unrefreshed."""
+        await asyncio.sleep(self.gw.settings.hello_timeout)
+        if self.user is None:
+            limits.refuse("hello_timeout", ip=self.address)
+            await self._close(1008, "no hello")
+            return
+        while self.expires_at is not None:
+            wait = self.expires_at - time.time()
+            if wait <= 0:
+                limits.refuse("token_expired", user=self.user)
+                await self._close(1008, "token expired")
+                return
+            await asyncio.sleep(wait)
+
     async def _join(self, frame: protocol.Join) -> None:
-        if frame.room not in self.rooms and len(self.rooms) >= MAX_JOINED_ROOMS:
-            raise BadRequest(f"a connection may join at most {MAX_JOINED_ROOMS} rooms")
+        if frame.room not in self.rooms and len(self.rooms) >= self.gw.limits.max_rooms:
+            limits.refuse("max_rooms", user=self.user)
+            raise BadRequest(f"a connection may join at most {self.gw.limits.max_rooms} rooms")
         _, hub = self.gw.require_bus()
-        room = await self.gw.room(frame.room)
         assert self.user is not None
-        self.gw.authorize(self.user, room, "read")
+        self.gw.limits.check_request(self.user)
+        room = await self.gw.room(frame.room)
+        self.gw.authorize(self.user, room, "read", self.groups)
         if frame.room in self.rooms:
             hub.leave(room, self.key)
         self.rooms[frame.room] = (room, None)
@@ -225,7 +253,9 @@ class Connection:
             try:
                 bus, hub = self.gw.require_bus()
                 if member is None:
-                    first, last = await bus.bounds(room)
+                    # A followed room's tip is known here: no JetStream request per join.
+                    tip = hub.tip(room)
+                    first, last = (1, tip) if tip is not None else await bus.bounds(room)
                     if frame.since is not None:
                         start = frame.since + 1
                     else:
@@ -257,12 +287,13 @@ class Connection:
         self.gw.require_bus()
         room = await self.gw.room(frame.room)
         assert self.user is not None
-        self.gw.authorize(self.user, room, "write")
+        self.gw.authorize(self.user, room, "write", self.groups)
         msg_id = frame.id or uuid.uuid4().hex
         if len(frame.text.encode()) > room.spec.max_message_size:
             raise TooLarge(
                 f"text exceeds the room's limit of {room.spec.max_message_size} bytes", ref=msg_id
             )
+        self.gw.limits.check_send(self.user, ref=msg_id)
         await self._sending.acquire()
         self._spawn(self._publish(room, msg_id, frame.text))
 
@@ -301,9 +332,10 @@ class Connection:
 
     async def _history(self, frame: protocol.History) -> None:
         bus, _ = self.gw.require_bus()
-        room = await self.gw.room(frame.room)
         assert self.user is not None
-        self.gw.authorize(self.user, room, "read")
+        self.gw.limits.check_request(self.user)
+        room = await self.gw.room(frame.room)
+        self.gw.authorize(self.user, room, "read", self.groups)
         limit = min(frame.limit or self.gw.settings.history_default, self.gw.settings.history_max)
         messages = await history_page(bus, room, before=frame.before, after=None, limit=limit)
         self.push(protocol.encode({"type": "history", "room": room.name, "messages": messages}))
@@ -338,4 +370,13 @@ async def history_page(
 
 async def endpoint(ws: WebSocket) -> None:
     gw: Gateway = ws.app.state.gateway
-    await Connection(ws, gw).run()
+    address = ws.client.host if ws.client else "unknown"
+    if not gw.limits.connections.acquire(address):
+        limits.refuse("connections_per_ip", ip=address)
+        await ws.accept()
+        await ws.close(1013, "too many connections from your address")
+        return
+    try:
+        await Connection(ws, gw).run()
+    finally:
+        gw.limits.connections.release(address)

@@ -68,6 +68,10 @@ bench: bench-setup ## Run the benchmark suite against the four peers; writes ben
 bench-report: $(BENCH_STAMP) ## Re-render bench/REPORT.md and plots from bench/results/latest.json
 	$(BIN)/python -m bench.report
 
+.PHONY: soak
+soak: install ## Soak under repeated faults and print the figures; SOAK_ARGS="--minutes 10 --fault sigkill-leader"
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 .PHONY: lint
 lint: install ## ruff and mypy --strict
 	$(BIN)/ruff check src operator tests bench

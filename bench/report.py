@@ -44,6 +44,10 @@ def _ratio(ours: Any, theirs: Any) -> str:
     return f"{ours / theirs:.2f}×"
 
 
+def _per_cpu(count: Any, cpu: Any) -> float | None:
+    return count / cpu if count and cpu else None
+
+
 def metrics(t: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one target (None where not measured)."""
     best = _get(t, "fanout", "max") or {}
@@ -54,7 +58,10 @@ def metrics(t: dict[str, Any]) -> dict[str, Any]:
         "p99_at_50": at50.get("p99_ms"),
         "acks_per_s": _get(t, "publish", "acks_per_s"),
         "replay_per_s": _get(t, "replay", "messages_per_s") if _get(t, "replay", "complete") else None,
+        "replay_per_cpu": _per_cpu(_get(t, "replay", "received"), _get(t, "replay", "gateway_cpu_s")),
         "churn_per_s": _get(t, "churn", "cycles_per_s"),
+        "churn_per_cpu": _per_cpu(_get(t, "churn", "cycles"), _get(t, "churn", "gateway_cpu_s")),
+        "acks_per_cpu": _get(t, "publish", "acks_per_gateway_cpu_s"),
     }
     for n in (1000, 10000):
         idle = _get(t, f"idle_{n}") or {}
@@ -69,8 +76,11 @@ ROWS: list[tuple[str, str, bool]] = [
     ("mem_1000", "bytes per idle connection @1k", False),
     ("mem_10000", "bytes per idle connection @10k", False),
     ("acks_per_s", "acked publishes/s", True),
+    ("acks_per_cpu", "acked publishes per gateway CPU-second", True),
     ("replay_per_s", "history replay msgs/s", True),
+    ("replay_per_cpu", "replayed msgs per gateway CPU-second", True),
     ("churn_per_s", "connects+joins/s", True),
+    ("churn_per_cpu", "connects+joins per gateway CPU-second", True),
 ]
 
 
@@ -210,14 +220,14 @@ def render(results: dict[str, Any], out: Path) -> None:
     lines += ["## Idle connections", ""]
     rows = []
     for n in names:
-        for k in (1000, 10000):
+        for k in (1000, 10000, "1000_deflate"):
             idle = _get(targets[n], f"idle_{k}")
             if not idle:
                 fail = _get(targets[n], "failures", f"idle_{k}")
                 if fail:
-                    rows.append([label(n), f"{k:,}", "failed", "—", "—", fail[-120:]])
+                    rows.append([label(n), _k(k), "failed", "—", "—", fail[-120:]])
                 continue
-            rows.append([label(n), f"{k:,}", f"{idle['connections']:,}",
+            rows.append([label(n), _k(k), f"{idle['connections']:,}",
                          _num(idle["bytes_per_connection"]),
                          f"{idle['probe_received']:,}/{idle['probe_expected']:,}",
                          f"{idle['connect_failures']} failed, {idle['errors']} errors"])
@@ -225,13 +235,17 @@ def render(results: dict[str, Any], out: Path) -> None:
                      "probe delivered", "problems"], rows)
     if "memory" in images:
         lines += ["", f"![memory against connections]({images['memory']})"]
+    plain = _get(targets.get("natter", {}), "idle_1000", "bytes_per_connection")
+    deflate = _get(targets.get("natter", {}), "idle_1000_deflate", "bytes_per_connection")
+    measured = (f" Measured here at 1,000 connections: {plain / 1024:.1f} KiB per connection "
+                f"without, {deflate / 1024:.1f} KiB with permessage-deflate negotiated."
+                if plain and deflate else "")
     lines += ["", "### Compression", "",
               "natter's gateway serves WebSockets through uvicorn; `NATTER_WS_PER_MESSAGE_DEFLATE` "
-              "(default `false`) decides whether it accepts permessage-deflate. A deflate context "
-              "costs every connection that negotiates it tens of kilobytes of zlib state, which "
-              "alone exceeds the 30 KB per idle connection budget, while chat frames of ~200 bytes "
-              "gain little from it. Browsers offer it on every connection, so the setting, not "
-              "the client, decides.", ""]
+              "(default `false`) decides whether it accepts permessage-deflate. Every connection "
+              "that negotiates it keeps zlib compression and decompression state, while chat "
+              "frames of ~200 bytes gain little from compression. Browsers offer it on every "
+              "connection, so the gateway's setting, not the client, decides." + measured, ""]
 
     lines += ["## Acked publishes, replay, churn", ""]
     rows = []
@@ -248,6 +262,9 @@ def render(results: dict[str, Any], out: Path) -> None:
         ])
     lines += _table(["target", "acked publishes/s", "per gateway CPU-s", "replay msgs/s",
                      "connects+joins/s", "cycle p50/p99 ms"], rows)
+    lines += ["", "Per-CPU-second numbers are the steadier ones on a shared machine: a single-process "
+              "Python gateway gets one share of a contended CPU while a multi-threaded Go server "
+              "gets several, which moves the per-second numbers more than the per-CPU ones."]
     lines += ["", "## Load generator ceiling", "", *_ceiling(targets), ""]
     failures = [(n, k, v) for n in names for k, v in (targets[n].get("failures") or {}).items()]
     if failures:
@@ -255,6 +272,10 @@ def render(results: dict[str, Any], out: Path) -> None:
         lines += [f"* {label(n)} / {k}: `{v[-300:]}`" for n, k, v in failures]
         lines.append("")
     out.write_text("\n".join(lines))
+
+
+def _k(k: int | str) -> str:
+    return f"{k:,}" if isinstance(k, int) else k.replace("_deflate", " (permessage-deflate)")
 
 
 def _targets(targets: dict[str, Any], numbers: dict[str, dict[str, Any]]) -> list[str]:

@@ -90,7 +90,7 @@ class Loadgen:
                      "-pids", ",".join(map(str, run.gateway)),
                      "-backend-pids", ",".join(map(str, run.backend))]
         for key, value in flags.items():
-            args += [f"-{key.replace('_', '-')}", str(value)]
+            args.append(f"-{key.replace('_', '-')}={value}")
         name = f"{run.name if run else 'loadgen'}-{scenario}"
         with open(self.logs / f"loadgen-{name}.log", "ab") as err:
             out = subprocess.run(args, stdout=subprocess.PIPE, stderr=err, timeout=timeout + 30)
@@ -156,6 +156,16 @@ def run_target(name: str, p: Params, backend: Backend, lg: Loadgen, logs: Path,
         try:
             attempt(key, lambda n=n, run=run: lg(run, "idle", conns=n, concurrency=100,
                                                  settle=f"{p.settle}s", timeout=300, **common))
+        finally:
+            run.stop()
+    if name == "natter" and "idle" in only and p.idle:
+        n = p.idle[0]
+        log(f"{name}: {n} idle connections offering permessage-deflate, gateway accepting it")
+        run = targets.start_natter(backend, logs, env={"NATTER_WS_PER_MESSAGE_DEFLATE": "true"})
+        try:
+            attempt(f"idle_{n}_deflate", lambda: lg(
+                run, "idle", conns=n, concurrency=100, settle=f"{p.settle}s", compress="true",
+                timeout=300, **common))
         finally:
             run.stop()
     return out

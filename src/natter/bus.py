@@ -37,7 +37,7 @@ from natter.rooms import REGISTRY_BUCKET, Room
 log = logs.get("natter.bus")
 
 #: Messages a range read buffers ahead of its reader.
-READ_BUFFER = 4096
+READ_BUFFER = 32768
 
 #: Errors that mean "NATS or JetStream cannot answer now; try again".
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -163,6 +163,7 @@ class RoomAdmin:
         self._js = nc.jetstream(timeout=timeout)
         self._jsm = self._js._jsm
         self._kv: Any = None
+        self._kv_lock = asyncio.Lock()
 
     async def stream_info(self, name: str) -> api.StreamInfo | None:
         try:
@@ -194,6 +195,10 @@ class RoomAdmin:
 
     async def registry(self, replicas: int = 3) -> Any:
         """The ``natter-rooms`` KV bucket, created on first use."""
+        async with self._kv_lock:
+            return await self._open_registry(replicas)
+
+    async def _open_registry(self, replicas: int) -> Any:
         if self._kv is not None:
             return self._kv
         try:
@@ -234,6 +239,22 @@ class RoomAdmin:
             pass
         except TRANSIENT as exc:
             raise Unavailable(f"cannot delete registry entry {namespace}.{name}: {exc!r}") from exc
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a JetStream-delivered message.
+
+    Read straight from the ack subject (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...``,
+    or the 11/12-token form with domain and account hash) instead of building the whole
+    ``msg.metadata`` object (with its datetime) for every message replayed or followed.
+    """
+    tokens = msg.reply.split(".") if msg.reply else []
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return int(tokens[5])
+        if len(tokens) >= 11:
+            return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +354,7 @@ class RoomBus:
         drained = asyncio.Event()
 
         async def on_msg(msg: Msg) -> None:
-            buf.append((msg.metadata.sequence.stream, msg.data))
+            buf.append((stream_seq(msg), msg.data))
             arrived.set()
             if len(buf) >= READ_BUFFER:  # backpressure: JetStream flow control stalls
                 drained.clear()
@@ -405,7 +426,7 @@ class Follower:
 
     async def start(self, start: int) -> None:
         async def on_msg(msg: Msg) -> None:
-            await self._handler(msg.metadata.sequence.stream, msg.data)
+            await self._handler(stream_seq(msg), msg.data)
 
         try:
             self._sub = await self._js.subscribe(

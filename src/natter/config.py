@@ -44,11 +44,16 @@ class Settings(BaseSettings):
     send_queue_max: int = Field(
         2048, description="Frames queued for one slow socket before it is dropped (close 1008)."
     )
+    write_deadline: float = Field(
+        15.0,
+        description="Seconds a client may leave sent data unread (TCP zero window or no ACKs) "
+        "before the kernel aborts its connection (TCP_USER_TIMEOUT); 0 disables.",
+    )
     shutdown_grace: float = Field(
         10.0, description="Seconds a gateway spends draining sockets and NATS on shutdown."
     )
     ws_impl: Literal["websockets", "websockets-sansio", "wsproto"] = Field(
-        "websockets",
+        "websockets-sansio",
         description="uvicorn's WebSocket implementation (chosen by bench/REPORT.md measurements).",
     )
     ws_per_message_deflate: bool = Field(

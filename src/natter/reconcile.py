@@ -44,7 +44,12 @@ def stream_config(room: Room, *, max_replicas: int | None = None) -> api.StreamC
         max_msg_size=room.max_stored_bytes,
         storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
         num_replicas=replicas,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        # JetStream requires the dedup window to fit inside max_age.
+        duplicate_window=(
+            min(DUPLICATE_WINDOW_SECONDS, retention.max_age_seconds)
+            if retention.max_age_seconds > 0
+            else DUPLICATE_WINDOW_SECONDS
+        ),
         allow_direct=True,
         deny_delete=True,
         deny_purge=False,

@@ -114,7 +114,7 @@ class Up:
             self.auth.operator_settings(self.cluster.nats_url), "natter-up", connect_attempts=20
         )
         try:
-            admin = bus.RoomAdmin(nc, timeout=5.0)
+            admin = bus.RoomAdmin(nc, timeout=2.0)
             await self._retry(lambda: admin.registry(replicas=min(3, self.opts.nats_nodes)))
             for room in rooms:
                 status: RoomStatus = await self._retry(

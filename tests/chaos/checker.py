@@ -22,6 +22,7 @@ The properties:
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections import defaultdict
@@ -127,8 +128,13 @@ class History:
         for i, session in enumerate(self.sessions):
             if session.client == client and session.conn == conn and session.closed is None:
                 self.sessions[i] = Session(
-                    session.client, session.conn, session.url, session.gateway,
-                    session.opened, time.monotonic(), reason,
+                    session.client,
+                    session.conn,
+                    session.url,
+                    session.gateway,
+                    session.opened,
+                    time.monotonic(),
+                    reason,
                 )
 
 
@@ -221,15 +227,16 @@ def _check_acks(report: Report, history: History, by_seq: dict[str, dict[int, St
         acked.setdefault(key, ack.seq)
         other = owner.setdefault((ack.room, ack.seq), ack.id)
         if other != ack.id:
-            report.problem("one seq acked for two ids", f"{ack.room} seq {ack.seq}: {other}, {ack.id}")
+            report.problem(
+                "one seq acked for two ids", f"{ack.room} seq {ack.seq}: {other}, {ack.id}"
+            )
         stored = by_seq.get(ack.room, {}).get(ack.seq)
-        if stored is None or stored.id != ack.id:
-            if key not in lost:
-                lost.add(key)
-                found = stored.id if stored else "nothing"
-                report.problem(
-                    "acked but lost", f"{ack.room}: {ack.id} acked at seq {ack.seq}; stored {found}"
-                )
+        if (stored is None or stored.id != ack.id) and key not in lost:
+            lost.add(key)
+            found = stored.id if stored else "nothing"
+            report.problem(
+                "acked but lost", f"{ack.room}: {ack.id} acked at seq {ack.seq}; stored {found}"
+            )
     report.lost = len(lost)
 
 
@@ -288,7 +295,7 @@ def longest_ack_gap(history: History, start: float, end: float) -> float:
     worst = 0.0
     for times in per_client.values():
         points = [start, *sorted(t for t in times if start <= t <= end), end]
-        worst = max(worst, *(b - a for a, b in zip(points, points[1:], strict=False)))
+        worst = max(worst, *(b - a for a, b in itertools.pairwise(points)))
     return worst
 
 

@@ -29,8 +29,8 @@ from natter.embedded import NatsCluster, check_for
 from tests.chaos.checker import Ack, History, Report, Sent, Stored, check, summary
 from tests.chaos.netcut import SplitNet
 from tests.chaos.resilient import ResilientClient
-from tests.fixtures.natter import GatewayProcs
 from tests.fixtures.nats import make_room
+from tests.fixtures.natter import GatewayProcs
 
 ROOMS = ("chaos-a", "chaos-b")
 #: The load generator sends faster than a person may; lift the per-user send limit.
@@ -144,8 +144,12 @@ class Harness:
     async def start(self, *, gateways: int = 2, **gateway_env: str) -> None:
         await self.cluster.start()
         self.nc = await nats.connect(
-            servers=self.cluster.client_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-            name="chaos-checker", error_cb=_quiet, disconnected_cb=_quiet_event,
+            servers=self.cluster.client_urls,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            name="chaos-checker",
+            error_cb=_quiet,
+            disconnected_cb=_quiet_event,
         )
         for room in self.rooms:
             await make_room(self.nc, room)
@@ -154,9 +158,12 @@ class Harness:
         await asyncio.gather(*(self.gateways.wait_ready(p, timeout=60) for p in self.ports))
 
     async def start_clients(self, count: int = 4, *, urls: list[str] | None = None) -> None:
-        for i in range(count):
+        for _ in range(count):
             client = ResilientClient(
-                f"c{len(self.clients)}", urls or self.urls, list(self.rooms), self.history,
+                f"c{len(self.clients)}",
+                urls or self.urls,
+                list(self.rooms),
+                self.history,
                 rng=random.Random(self.rng.random()),
             )
             self.clients.append(await client.start())
@@ -168,10 +175,13 @@ class Harness:
         self.load = Load(self.clients, self.rooms, **options).start()
         return self.load
 
-    def start_flood(self, client: ResilientClient, *, rate: float = 200.0, size: int = 3000) -> Load:
+    def start_flood(
+        self, client: ResilientClient, *, rate: float = 200.0, size: int = 3000
+    ) -> Load:
         """Extra load from one client: big messages, fast (scenario 7)."""
-        self.flood = Load([client], self.rooms, rate=rate, window=16, prefix="flood",
-                          text_size=size).start()
+        self.flood = Load(
+            [client], self.rooms, rate=rate, window=16, prefix="flood", text_size=size
+        ).start()
         return self.flood
 
     async def stop_flood(self) -> None:
@@ -241,9 +251,15 @@ class Harness:
         with open(self.tmp / f"gateway-{port}.log", "ab") as log_file:
             new = subprocess.Popen(
                 [sys.executable, "-m", "natter", "gateway", "--port", str(port)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "NATTER_NATS_URL": self.cluster.nats_url,
-                     "NATTER_LOG_FORMAT": "json", **self.gateways.env},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={
+                    **os.environ,
+                    "NATTER_NATS_URL": self.cluster.nats_url,
+                    "NATTER_LOG_FORMAT": "json",
+                    **self.gateways.env,
+                },
                 start_new_session=True,
             )
         self.gateways.procs[index] = (new, port)
@@ -311,7 +327,7 @@ class Harness:
 
         async def current() -> bool:
             async with httpx.AsyncClient(timeout=1.0) as http:
-                for room, stream in self.streams().items():
+                for stream in self.streams().values():
                     leader = await self.cluster.stream_leader(stream)
                     if leader is None:
                         return False
@@ -377,8 +393,11 @@ class Harness:
         """
         room = room or self.rooms[0]
         nc = await nats.connect(
-            servers=[self.cluster.node(node).client_url], allow_reconnect=False,
-            name="chaos-probe", error_cb=_quiet, disconnected_cb=_quiet_event,
+            servers=[self.cluster.node(node).client_url],
+            allow_reconnect=False,
+            name="chaos-probe",
+            error_cb=_quiet,
+            disconnected_cb=_quiet_event,
         )
         js = nc.jetstream(timeout=1.0)
         acks: list[Ack] = []
@@ -390,7 +409,9 @@ class Harness:
                 msg_id = f"probe-{node}-{i}"
                 text = f"{msg_id} into the minority"
                 i += 1
-                self.history.sent.append(Sent("probe", "probe", room, msg_id, text, time.monotonic()))
+                self.history.sent.append(
+                    Sent("probe", "probe", room, msg_id, text, time.monotonic())
+                )
                 body = json.dumps({"id": msg_id, "user": "probe", "text": text, "ts": "-"}).encode()
                 try:
                     ack = await js.publish(
@@ -451,7 +472,9 @@ class Harness:
         if info.state.messages == 0:
             return out
         sub = await js.subscribe(
-            f"chat.default.{room}.>", stream=stream, ordered_consumer=True,
+            f"chat.default.{room}.>",
+            stream=stream,
+            ordered_consumer=True,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL),
             pending_msgs_limit=1_000_000,
         )
@@ -484,7 +507,10 @@ class Harness:
                         if info.get("name") == stream:
                             s = info["state"]
                             out[node.name] = (
-                                s["messages"], s["bytes"], s["first_seq"], s["last_seq"]
+                                s["messages"],
+                                s["bytes"],
+                                s["first_seq"],
+                                s["last_seq"],
                             )
         return out
 
@@ -498,7 +524,9 @@ class Harness:
                     return None
             return states
 
-        result: dict[str, Any] = await check_for(timeout, agree, interval=0.25, what="replicas agree")
+        result: dict[str, Any] = await check_for(
+            timeout, agree, interval=0.25, what="replicas agree"
+        )
         return result
 
 

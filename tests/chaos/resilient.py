@@ -37,6 +37,10 @@ ACK_TIMEOUT = 15.0
 JOIN_TIMEOUT = 20.0
 
 
+def _joined(room: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda frame: frame["type"] == "joined" and frame.get("room") == room
+
+
 class RecordingClient(ChatClient):
     """A :class:`ChatClient` that hands each frame to ``on_frame`` as it arrives."""
 
@@ -162,9 +166,7 @@ class ResilientClient:
                 since = self.last_seq[room]
                 self.history.joined_from[self.name].setdefault(room, since)
                 await conn.request(
-                    {"type": "join", "room": room, "since": since},
-                    lambda f, room=room: f["type"] == "joined" and f.get("room") == room,
-                    JOIN_TIMEOUT,
+                    {"type": "join", "room": room, "since": since}, _joined(room), JOIN_TIMEOUT
                 )
         except (OSError, TimeoutError, ConnectionError, websockets.WebSocketException) as exc:
             self.history.closed_session(self.name, conn_no, f"open failed: {exc!r}")
@@ -195,8 +197,14 @@ class ResilientClient:
             seq = int(frame["seq"])
             self.history.deliveries.append(
                 Delivery(
-                    self.name, room, seq, str(frame.get("id")), str(frame.get("user")),
-                    str(frame.get("text")), conn, now,
+                    self.name,
+                    room,
+                    seq,
+                    str(frame.get("id")),
+                    str(frame.get("user")),
+                    str(frame.get("text")),
+                    conn,
+                    now,
                 )
             )
             self.last_seq[room] = max(self.last_seq.get(room, 0), seq)
@@ -208,7 +216,9 @@ class ResilientClient:
         elif kind == "error":
             ref = frame.get("ref")
             self.history.errors.append(
-                ErrorFrame(self.name, str(frame.get("code")), ref, str(frame.get("message")), conn, now)
+                ErrorFrame(
+                    self.name, str(frame.get("code")), ref, str(frame.get("message")), conn, now
+                )
             )
             if ref is not None:
                 self._resolve(str(ref), frame)

@@ -31,6 +31,7 @@ OUTAGE_SECONDS = 20.0
 #: clients while one socket is stuck, and growth of the gateway's resident memory.
 SLOW_LAG_LIMIT = 1.0
 SLOW_RSS_LIMIT = 64 * 2**20
+CONNECTIONS = "natter_gateway_open_connections"
 
 Scenario = Callable[[Harness], Awaitable[Outcome]]
 
@@ -83,7 +84,9 @@ async def lame_duck_restart(h: Harness) -> Outcome:
     if not moved_first:
         outcome.report.problem("leadership did not move before exit", victim)
     for error in h.history.errors:
-        outcome.report.problem("client saw an error", f"{error.client}: {error.code} {error.message}")
+        outcome.report.problem(
+            "client saw an error", f"{error.client}: {error.code} {error.message}"
+        )
     await _replicas_agree(h, outcome)
     return outcome
 
@@ -142,7 +145,9 @@ async def rolling_restart(h: Harness) -> Outcome:
         await h.acks_reach(10)
     outcome = await h.finish("rolling-restart", start=start)
     for error in h.history.errors:
-        outcome.report.problem("client saw an error", f"{error.client}: {error.code} {error.message}")
+        outcome.report.problem(
+            "client saw an error", f"{error.client}: {error.code} {error.message}"
+        )
     await _replicas_agree(h, outcome)
     return outcome
 
@@ -201,14 +206,20 @@ async def slow_reader(h: Harness) -> Outcome:
     gw_proc, gw_port = h.gateways.procs[0]
     rss_before = _rss(gw_proc.pid)
     peak = rss_before
+    # Sockets on that gateway besides the slow one; the slow reader is gone when
+    # the gateway's open-connection gauge is back to this.
+    others = sum(1 for c in h.clients if c.conn is not None and c.conn.url == h.urls[0])
     async with SlowReader(f"ws://127.0.0.1:{gw_port}/ws", list(h.rooms)):
+        await check_for(
+            10, lambda: _gateway_gauge_is(gw_port, CONNECTIONS, others + 1), what="slow reader in"
+        )
         stalled = h.history.mark("fault")
         h.start_flood(h.clients[0])
 
         async def dropped() -> bool:
             nonlocal peak
             peak = max(peak, _rss(gw_proc.pid))
-            return await _gateway_counter(gw_port, "natter_gateway_slow_consumers_total") >= 1
+            return await _gateway_gauge_is(gw_port, CONNECTIONS, others)
 
         await check_for(120, dropped, interval=0.2, what="slow reader dropped")
         dropped_at = h.history.mark("dropped")
@@ -296,6 +307,10 @@ def _rss(pid: int) -> int:
     except FileNotFoundError:
         pass
     return 0
+
+
+async def _gateway_gauge_is(port: int, name: str, value: int) -> bool:
+    return await _gateway_counter(port, name) == value
 
 
 async def _gateway_counter(port: int, name: str) -> float:

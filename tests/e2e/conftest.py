@@ -19,7 +19,9 @@ from tests.fixtures.natter import NatterUp, start_up, wait_up
 def natter_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatterUp]:
     """``natter up --gateways 2`` on a free port, shared by the tests of one module."""
     data_dir: Path = tmp_path_factory.mktemp("natter-e2e") / "data"
-    up = start_up(data_dir, gateways=2)
+    # The tests post bursts of history through one user; abuse limits are tested elsewhere.
+    limits = {"NATTER_SEND_RATE": "1000", "NATTER_SEND_BURST": "1000"}
+    up = start_up(data_dir, gateways=2, env=limits)
     try:
         run_async(lambda: wait_up(up))
     except BaseException:

@@ -193,6 +193,9 @@ def test_ack_before_message_and_message_before_ack_both_show_once(page: Page) ->
     gw.push({"type": "ack", "id": two["id"], "room": "general", "seq": 2})
     expect(page.locator("[data-testid=message][data-state=stored]")).to_have_count(2)
     assert shown(page) == [(1, "stored", "one"), (2, "stored", "two")]
+    for seq in (1, 2):  # the server's timestamp, whichever came first
+        stamp = page.locator(f"[data-testid=message][data-seq='{seq}'] [data-testid=message-time]")
+        expect(stamp).to_have_attribute("datetime", "2025-01-01T12:00:00.000Z")
     assert one["id"] != two["id"]
 
 

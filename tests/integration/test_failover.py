@@ -28,7 +28,9 @@ async def send_with_retry(
             continue
         if answer["type"] == "ack":
             return answer
-        assert answer["code"] == "unavailable", answer
+        assert answer["code"] in ("unavailable", "rate_limited"), answer
+        if answer["code"] == "rate_limited":
+            await asyncio.sleep(float(answer.get("retry_after", 0.1)))  # type: ignore[arg-type]
 
 
 async def test_sigkill_stream_leader_while_sending_loses_nothing(

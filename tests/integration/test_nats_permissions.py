@@ -61,9 +61,8 @@ class Client:
     async def violation(self, kind: str, subject: str) -> None:
         """Wait until the server has reported a permissions violation for ``subject``."""
         needle = f'permissions violation for {kind} to "{subject}"'
-        await check_for(
-            10, lambda: any(needle.lower() in e.lower() for e in self.errors), what=f"{needle} in {self.errors}"
-        )
+        seen = self.errors
+        await check_for(10, lambda: any(needle.lower() in e.lower() for e in seen), what=needle)
 
 
 @pytest_asyncio.fixture

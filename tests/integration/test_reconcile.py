@@ -56,3 +56,16 @@ async def test_delete_policies(nats_client: NATS) -> None:
     assert await admin.stream_info("ROOM_default_drop") is None
     assert await registry.lookup("default", "keep") is None
     assert await registry.lookup("default", "drop") is None
+
+
+async def test_parallel_reconciles_share_one_registry_and_short_max_age_works(
+    nats_client: NATS,
+) -> None:
+    import asyncio
+
+    admin = bus.RoomAdmin(nats_client)
+    rooms = [Room.build("default", f"par-{i}", {"retention": {"maxAge": "1m"}}) for i in range(3)]
+    results = await asyncio.gather(*(reconcile_room(admin, r) for r in rooms))
+    assert [r.action for r in results] == ["created"] * 3
+    info = await admin.stream_info(rooms[0].stream)
+    assert info is not None and info.config.duplicate_window == 60

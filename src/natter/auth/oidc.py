@@ -20,7 +20,7 @@ from natter.auth.tokens import LEEWAY_SECONDS, Identity, TokenError
 
 log = logs.get("natter.auth.oidc")
 
-MIN_REFETCH_SECONDS = 5.0
+MIN_REFETCH_SECONDS = 1.0
 ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
 
 

@@ -11,13 +11,21 @@ from natter.config import Settings
 from natter.gateway.app import create_app
 
 
-def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A listening socket; with ``reuse_port`` several workers share the port."""
+def bind(host: str, port: int, *, reuse_port: bool, write_deadline: float = 0.0) -> socket.socket:
+    """A listening socket; with ``reuse_port`` several workers share the port.
+
+    ``write_deadline`` (seconds) becomes TCP_USER_TIMEOUT, which accepted sockets
+    inherit: a client that stops reading, or vanishes, while data waits for it is
+    aborted by the kernel. Without it a peer that keeps its window shut holds the
+    socket and its buffers forever, since closing waits for the buffers to drain.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if write_deadline > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(write_deadline * 1000))
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -26,7 +34,9 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 def run(settings: Settings, *, reuse_port: bool = False) -> None:
     logs.setup(settings.log_level, settings.log_format, process="gateway")
-    sock = bind(settings.host, settings.port, reuse_port=reuse_port)
+    sock = bind(
+        settings.host, settings.port, reuse_port=reuse_port, write_deadline=settings.write_deadline
+    )
     config = uvicorn.Config(
         create_app(settings),
         log_config=None,

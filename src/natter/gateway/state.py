@@ -109,8 +109,10 @@ class Gateway:
             elif silent_since is None:
                 silent_since = now
             elif now - silent_since >= SWITCH_SERVER_AFTER and len(self.nc.servers) > 1:
-                log.warning("JetStream silent through this NATS server; switching servers",
-                            server=str(self.nc.connected_url.netloc if self.nc.connected_url else ""))
+                log.warning(
+                    "JetStream silent through this NATS server; switching servers",
+                    server=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
+                )
                 silent_since = None
                 await self.nc.force_reconnect()
             await asyncio.sleep(0.5 if ok else 0.25)

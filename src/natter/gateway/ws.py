@@ -61,7 +61,7 @@ class Connection:
             self._overflow()
             return
         self._queue.append(frame)
-        metrics.FANOUT_QUEUE.inc()
+        metrics.OUTBOUND.queued += 1
         self._ready.set()
 
     async def push_wait(self, frame: str) -> None:
@@ -85,21 +85,25 @@ class Connection:
                 await self.ws.close(code, reason)
 
     async def _writer(self) -> None:
-        queue = self._queue
+        queue, out, send = self._queue, metrics.OUTBOUND, self.ws.send_text
         while True:
             await self._ready.wait()
             self._ready.clear()
             while queue and not self._closed:
-                count = min(len(queue), BATCH_MAX)
-                frames = [queue.popleft() for _ in range(count)]
-                metrics.FANOUT_QUEUE.dec(count)
+                count = len(queue)
+                if count == 1:
+                    payload = queue.popleft()
+                else:
+                    count = min(count, BATCH_MAX)
+                    payload = protocol.batch([queue.popleft() for _ in range(count)])
+                out.queued -= count
                 if len(queue) < self._limit // 2:
                     self._drained.set()
-                await self.ws.send_text(protocol.batch(frames))
-                metrics.FRAMES_OUT.inc(count)
-                metrics.WS_MESSAGES_OUT.inc()
+                await send(payload)
+                out.frames += count
+                out.messages += 1
             if self._closed:
-                metrics.FANOUT_QUEUE.dec(len(queue))
+                out.queued -= len(queue)
                 queue.clear()
                 return
 
@@ -142,6 +146,8 @@ class Connection:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
+            metrics.OUTBOUND.queued -= len(self._queue)
+            self._queue.clear()
             self.gw.connections.discard(self)
             metrics.CONNECTIONS.dec()
 

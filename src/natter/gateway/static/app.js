@@ -44,6 +44,10 @@
     nickForm: el("nick-form"),
     nickInput: el("nick-input"),
     nickError: el("nick-error"),
+    loginForm: el("login-form"),
+    loginUser: el("login-user"),
+    loginPassword: el("login-password"),
+    loginError: el("login-error"),
   };
 
   const state = {
@@ -60,6 +64,9 @@
     roomInfo: new Map(), // name -> entry of GET /api/rooms
     rooms: new Map(), // name -> Room, every room this page has joined
     active: null, // Room shown
+    auth: "open", // GET /api/auth: "open" (nickname) or "jwt" (log in, hello {token})
+    token: null, // access token in jwt mode
+    refreshTimer: null,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -156,6 +163,7 @@
   function fillMessage(li, m) {
     li.replaceChildren();
     li.dataset.user = m.user || "";
+    li.dataset.ts = m.ts || "";
     li.classList.toggle("mine", Boolean(state.user) && m.user === state.user);
     li.classList.toggle("bridged", Boolean(m.source));
     const meta = make("div", { class: "meta" });
@@ -204,7 +212,15 @@
     if (!Number.isFinite(seq)) return false;
     m.seq = seq;
     if (live && (room.lastSeq === null || seq > room.lastSeq)) room.lastSeq = seq;
-    if (room.bySeq.has(seq)) return false; // replayed, or already placed by its ack
+    const known = room.bySeq.get(seq);
+    if (known) {
+      // Replayed; or our own message, placed by its ack: now it gets the server's ts.
+      if (!known.dataset.ts && m.ts) {
+        fillMessage(known, m);
+        setMessageState(known, "stored");
+      }
+      return false;
+    }
     const mine = m.id ? room.pending.get(m.id) : undefined;
     if (mine) {
       // Our own message came back before its ack: promote the pending element.
@@ -297,7 +313,7 @@
     state.ws = ws;
     state.connectTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
-      if (ws === state.ws) wsSend({ type: "hello", user: state.nick });
+      if (ws === state.ws) wsSend(helloFrame());
     };
     ws.onmessage = (ev) => {
       if (ws === state.ws) onData(ev.data);
@@ -478,7 +494,8 @@
       // hello was refused: ask again rather than hammer the gateway with it
       state.helloRejected = true;
       state.nick = null;
-      showNickDialog(text);
+      if (state.auth === "jwt") showLogin(text);
+      else showNickDialog(text);
       if (state.ws) state.ws.close();
       return;
     }
@@ -606,7 +623,7 @@
 
   async function loadRooms() {
     try {
-      const r = await fetch("/api/rooms", { headers: { Accept: "application/json" } });
+      const r = await fetch("/api/rooms", { headers: authHeaders({ Accept: "application/json" }) });
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       const body = await r.json();
       const list = Array.isArray(body) ? body : body.rooms || [];
@@ -765,10 +782,87 @@
 
   // ---------------------------------------------------------------- boot
 
-  const saved = storageGet(NICK_KEY);
-  const initialRoom = decodeURIComponent(location.hash.slice(1));
-  loadRooms();
-  if (initialRoom) openRoom(initialRoom);
-  if (saved) start(saved);
-  else showNickDialog();
+  // ---------------------------------------------------------------- login (NATTER_AUTH=jwt)
+
+  function helloFrame() {
+    return state.token ? { type: "hello", token: state.token } : { type: "hello", user: state.nick };
+  }
+
+  function authHeaders(headers) {
+    return state.token ? { ...headers, Authorization: `Bearer ${state.token}` } : headers;
+  }
+
+  function showLogin(error) {
+    ui.nickDialog.hidden = false;
+    ui.nickForm.hidden = true;
+    ui.loginForm.hidden = false;
+    ui.changeNick.hidden = true;
+    ui.loginError.textContent = error || "";
+    ui.loginError.hidden = !error;
+    ui.loginUser.focus();
+  }
+
+  async function tokens(path, body) {
+    const r = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(answer.detail || `HTTP ${r.status}`);
+    return answer;
+  }
+
+  function useTokens(answer) {
+    state.token = answer.token;
+    clearTimeout(state.refreshTimer);
+    // Refresh at 80% of the access token's life; re-say hello so the socket stays open.
+    state.refreshTimer = setTimeout(async () => {
+      try {
+        useTokens(await tokens("/api/refresh", { refresh_token: answer.refresh_token }));
+        if (state.connected) wsSend(helloFrame());
+      } catch (e) {
+        showLogin(`Signed out: ${e.message}`);
+      }
+    }, answer.expires_in * 800);
+  }
+
+  ui.loginForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const answer = await tokens("/api/login", {
+        user: ui.loginUser.value.trim(),
+        password: ui.loginPassword.value,
+      });
+      ui.loginPassword.value = "";
+      useTokens(answer);
+      hideNickDialog();
+      start(answer.user);
+      loadRooms();
+    } catch (e) {
+      showLogin(e.message);
+    }
+  });
+
+  async function boot() {
+    try {
+      const r = await fetch("/api/auth", { headers: { Accept: "application/json" } });
+      if (r.ok) state.auth = (await r.json()).mode || "open";
+    } catch {
+      // an older gateway without /api/auth: open mode
+    }
+    const initialRoom = decodeURIComponent(location.hash.slice(1));
+    if (state.auth === "jwt") {
+      showLogin();
+      if (initialRoom) openRoom(initialRoom);
+      return;
+    }
+    const saved = storageGet(NICK_KEY);
+    loadRooms();
+    if (initialRoom) openRoom(initialRoom);
+    if (saved) start(saved);
+    else showNickDialog();
+  }
+
+  boot();
 })();

@@ -67,19 +67,27 @@ class Proc:
                 self.process.wait(5)
 
 
-def start(name: str, cmd: list[str], logs: Path, env: dict[str, str] | None = None,
-          cwd: Path = REPO) -> Proc:
+def start(
+    name: str, cmd: list[str], logs: Path, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> Proc:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     return Proc(name, process, log)
 
 
-def wait_for(probe: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+def wait_for(
+    probe: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None
+) -> None:
     """Poll ``probe`` until it is true; fail early when ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -55,9 +55,21 @@ class Params:
 
 FULL = Params()
 SMOKE = Params(
-    rooms=2, conns=20, pubs=2, step=1.0, warm=0.3, rates="20,40", fractions="", idle=(50,),
-    publish_pubs=2, publish_window=4, publish_seconds=1.0, replay=2000, churn_workers=2,
-    churn_seconds=1.0, settle=0.5,
+    rooms=2,
+    conns=20,
+    pubs=2,
+    step=1.0,
+    warm=0.3,
+    rates="20,40",
+    fractions="",
+    idle=(50,),
+    publish_pubs=2,
+    publish_window=4,
+    publish_seconds=1.0,
+    replay=2000,
+    churn_workers=2,
+    churn_seconds=1.0,
+    settle=0.5,
 )
 
 
@@ -72,8 +84,12 @@ def build(what: str, out: str) -> Path:
     """``go build`` a program of bench/ into the cache (incremental, so cheap when unchanged)."""
     BIN.mkdir(parents=True, exist_ok=True)
     target = BIN / out
-    subprocess.run([go(), "build", "-o", str(target), "."], cwd=REPO / "bench" / what, check=True,
-                   env={**os.environ, "GOFLAGS": "-mod=mod"})
+    subprocess.run(
+        [go(), "build", "-o", str(target), "."],
+        cwd=REPO / "bench" / what,
+        check=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
     return target
 
 
@@ -82,13 +98,21 @@ class Loadgen:
         self.binary = binary
         self.logs = logs
 
-    def __call__(self, run: Running | None, scenario: str, timeout: float = 300.0,
-                 **flags: Any) -> dict[str, Any]:
+    def __call__(
+        self, run: Running | None, scenario: str, timeout: float = 300.0, **flags: Any
+    ) -> dict[str, Any]:
         args = [str(self.binary), "-scenario", scenario, "-timeout", f"{int(timeout)}s"]
         if run is not None:
-            args += ["-target", run.name, "-url", run.url,
-                     "-pids", ",".join(map(str, run.gateway)),
-                     "-backend-pids", ",".join(map(str, run.backend))]
+            args += [
+                "-target",
+                run.name,
+                "-url",
+                run.url,
+                "-pids",
+                ",".join(map(str, run.gateway)),
+                "-backend-pids",
+                ",".join(map(str, run.backend)),
+            ]
         for key, value in flags.items():
             args.append(f"-{key.replace('_', '-')}={value}")
         name = f"{run.name if run else 'loadgen'}-{scenario}"
@@ -108,8 +132,16 @@ def log(msg: str) -> None:
 ALL = ("fanout", "publish", "replay", "churn", "idle")
 
 
-def run_target(name: str, p: Params, backend: Backend, lg: Loadgen, logs: Path,
-               rooms: list[str], replay_room: str, only: tuple[str, ...] = ALL) -> dict[str, Any]:
+def run_target(
+    name: str,
+    p: Params,
+    backend: Backend,
+    lg: Loadgen,
+    logs: Path,
+    rooms: list[str],
+    replay_room: str,
+    only: tuple[str, ...] = ALL,
+) -> dict[str, Any]:
     starter = targets.STARTERS[name]
     out: dict[str, Any] = {"label": targets.LABELS[name]}
     common = {"rooms": ",".join(rooms), "size": p.size}
@@ -129,24 +161,56 @@ def run_target(name: str, p: Params, backend: Backend, lg: Loadgen, logs: Path,
     run = fresh()
     try:
         log(f"{name}: fan-out, {p.conns} connections over {p.rooms} rooms")
-        attempt("fanout", lambda: lg(
-            run, "fanout", timeout=600, conns=p.conns, pubs=p.pubs, step=f"{p.step}s",
-            warm=f"{p.warm}s", max_steps=p.max_steps, rates=p.rates, fractions=p.fractions,
-            concurrency=50, **common))
+        attempt(
+            "fanout",
+            lambda: lg(
+                run,
+                "fanout",
+                timeout=600,
+                conns=p.conns,
+                pubs=p.pubs,
+                step=f"{p.step}s",
+                warm=f"{p.warm}s",
+                max_steps=p.max_steps,
+                rates=p.rates,
+                fractions=p.fractions,
+                concurrency=50,
+                **common,
+            ),
+        )
         log(f"{name}: acked publishes")
-        attempt("publish", lambda: lg(
-            run, "publish", pubs=p.publish_pubs, window=p.publish_window,
-            duration=f"{p.publish_seconds}s", warm=f"{p.warm}s", **common))
+        attempt(
+            "publish",
+            lambda: lg(
+                run,
+                "publish",
+                pubs=p.publish_pubs,
+                window=p.publish_window,
+                duration=f"{p.publish_seconds}s",
+                warm=f"{p.warm}s",
+                **common,
+            ),
+        )
         if name != "centrifugo":
             log(f"{name}: history replay")
-            attempt("replay", lambda: lg(run, "replay", rooms=replay_room, count=p.replay,
-                                         size=p.size, timeout=240))
+            attempt(
+                "replay",
+                lambda: lg(
+                    run, "replay", rooms=replay_room, count=p.replay, size=p.size, timeout=240
+                ),
+            )
         else:
-            out["replay_na"] = ("Centrifugo's NATS broker keeps no history "
-                                "(its docs: 'does not support history, recovery or cache')")
+            out["replay_na"] = (
+                "Centrifugo's NATS broker keeps no history "
+                "(its docs: 'does not support history, recovery or cache')"
+            )
         log(f"{name}: connection churn")
-        attempt("churn", lambda: lg(run, "churn", concurrency=p.churn_workers,
-                                    duration=f"{p.churn_seconds}s", **common))
+        attempt(
+            "churn",
+            lambda: lg(
+                run, "churn", concurrency=p.churn_workers, duration=f"{p.churn_seconds}s", **common
+            ),
+        )
     finally:
         run.stop()
     for n in p.idle if "idle" in only else ():
@@ -154,8 +218,18 @@ def run_target(name: str, p: Params, backend: Backend, lg: Loadgen, logs: Path,
         log(f"{name}: {n} idle connections")
         run = fresh()
         try:
-            attempt(key, lambda n=n, run=run: lg(run, "idle", conns=n, concurrency=100,
-                                                 settle=f"{p.settle}s", timeout=300, **common))
+            attempt(
+                key,
+                lambda n=n, run=run: lg(
+                    run,
+                    "idle",
+                    conns=n,
+                    concurrency=100,
+                    settle=f"{p.settle}s",
+                    timeout=300,
+                    **common,
+                ),
+            )
         finally:
             run.stop()
     if name == "natter" and "idle" in only and p.idle:
@@ -163,9 +237,19 @@ def run_target(name: str, p: Params, backend: Backend, lg: Loadgen, logs: Path,
         log(f"{name}: {n} idle connections offering permessage-deflate, gateway accepting it")
         run = targets.start_natter(backend, logs, env={"NATTER_WS_PER_MESSAGE_DEFLATE": "true"})
         try:
-            attempt(f"idle_{n}_deflate", lambda: lg(
-                run, "idle", conns=n, concurrency=100, settle=f"{p.settle}s", compress="true",
-                timeout=300, **common))
+            attempt(
+                f"idle_{n}_deflate",
+                lambda: lg(
+                    run,
+                    "idle",
+                    conns=n,
+                    concurrency=100,
+                    settle=f"{p.settle}s",
+                    compress="true",
+                    timeout=300,
+                    **common,
+                ),
+            )
         finally:
             run.stop()
     return out
@@ -176,11 +260,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny, fast run (CI)")
     parser.add_argument("--targets", default=",".join(targets.TARGETS))
     parser.add_argument("--scenarios", default=",".join(ALL), help="subset of " + ",".join(ALL))
-    parser.add_argument("--env", action="append", default=[],
-                        help="NAME=VALUE for the natter gateway (try a setting)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for the natter gateway (try a setting)",
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other targets' results already in --out"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--report", default=str(REPO / "bench" / "REPORT.md"),
-                        help="where to render the report ('' to skip)")
+    parser.add_argument(
+        "--report",
+        default=str(REPO / "bench" / "REPORT.md"),
+        help="where to render the report ('' to skip)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: tmp)")
     args = parser.parse_args(argv)
     p = SMOKE if args.smoke else FULL
@@ -200,17 +294,30 @@ def main(argv: list[str] | None = None) -> int:
     replay_room = "bench-replay"
     results: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "smoke": args.smoke, "params": asdict(p), "natter_env": targets.EXTRA_ENV, "machine": machine(), "targets": {},
+        "smoke": args.smoke,
+        "params": asdict(p),
+        "natter_env": targets.EXTRA_ENV,
+        "machine": machine(),
+        "targets": {},
     }
     backend = Backend(work)
     try:
         backend.start_nats([*rooms, replay_room])
-        results["machine"]["nats_server"] = tool_version([targets.nats_server_binary(), "--version"])
+        results["machine"]["nats_server"] = tool_version(
+            [targets.nats_server_binary(), "--version"]
+        )
         if "socketio" in wanted:
             backend.start_redis()
         log(f"filling {replay_room} with {p.replay} messages")
-        results["fill"] = lg(None, "fill", nats=backend.nats_url, rooms=replay_room,
-                             count=p.replay, size=p.size, url=backend.nats_url)
+        results["fill"] = lg(
+            None,
+            "fill",
+            nats=backend.nats_url,
+            rooms=replay_room,
+            count=p.replay,
+            size=p.size,
+            url=backend.nats_url,
+        )
         if "socketio" in wanted:
             backend.fill_redis(replay_room, p.replay, "~lg~0~".ljust(p.size, "x"))
         for name in wanted:
@@ -220,13 +327,22 @@ def main(argv: list[str] | None = None) -> int:
                 results["targets"][name] = {"label": targets.LABELS[name], "unavailable": reason}
                 continue
             only = tuple(args.scenarios.split(","))
-            results["targets"][name] = run_target(name, p, backend, lg, logs, rooms, replay_room, only)
+            results["targets"][name] = run_target(
+                name, p, backend, lg, logs, rooms, replay_room, only
+            )
             results["machine"].setdefault("loadavg_during", []).append(list(os.getloadavg()))
     finally:
         backend.stop()
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     if "centrifugo" in wanted and targets.centrifugo_binary().exists():
-        results["machine"]["centrifugo"] = tool_version([str(targets.centrifugo_binary()), "version"])
+        results["machine"]["centrifugo"] = tool_version(
+            [str(targets.centrifugo_binary()), "version"]
+        )
+    if args.merge and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        for name, result in previous.get("targets", {}).items():
+            results["targets"].setdefault(name, result)
+        results["merged_from"] = previous.get("started")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     log(f"results written to {args.out}")
@@ -241,4 +357,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -73,9 +73,15 @@ websocket {{
 }}
 """
         )
-        self.nats = start("nats-server", [nats_server_binary(), "-c", str(conf)], self.work / "logs")
-        wait_for(http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"), 30,
-                 "nats-server healthy", self.nats)
+        self.nats = start(
+            "nats-server", [nats_server_binary(), "-c", str(conf)], self.work / "logs"
+        )
+        wait_for(
+            http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"),
+            30,
+            "nats-server healthy",
+            self.nats,
+        )
         asyncio.run(self._rooms(rooms))
 
     async def _rooms(self, rooms: list[str]) -> None:
@@ -89,8 +95,10 @@ websocket {{
             admin = bus.RoomAdmin(nc)
             await admin.registry(replicas=1)
             for name in rooms:
-                spec = {"replicas": 1, "retention": {"maxAge": "24h", "maxMessages": 10_000_000,
-                                                 "maxBytes": "512Mi"}}
+                spec = {
+                    "replicas": 1,
+                    "retention": {"maxAge": "24h", "maxMessages": 10_000_000, "maxBytes": "512Mi"},
+                }
                 await reconcile_room(admin, Room.build(NAMESPACE, name, spec))
         finally:
             await nc.close()
@@ -100,10 +108,25 @@ websocket {{
         if server is None:
             raise RuntimeError("redis-server not installed (bench/setup.sh installs it)")
         self.redis_port = free_port()
-        self.redis = start("redis-server", [
-            server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.work), "--maxclients", "20000",
-        ], self.work / "logs")
+        self.redis = start(
+            "redis-server",
+            [
+                server,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.work),
+                "--maxclients",
+                "20000",
+            ],
+            self.work / "logs",
+        )
         wait_for(tcp_open(self.redis_port), 20, "redis-server", self.redis)
 
     def fill_redis(self, room: str, count: int, text: str) -> None:
@@ -114,9 +137,18 @@ websocket {{
         client.delete(key)
         pipe = client.pipeline(transaction=False)
         for i in range(count):
-            pipe.rpush(key, json.dumps({
-                "id": f"fill-{i}", "user": "filler", "text": text, "ts": "2025-01-01T00:00:00.000Z",
-            }, separators=(",", ":")))
+            pipe.rpush(
+                key,
+                json.dumps(
+                    {
+                        "id": f"fill-{i}",
+                        "user": "filler",
+                        "text": text,
+                        "ts": "2025-01-01T00:00:00.000Z",
+                    },
+                    separators=(",", ":"),
+                ),
+            )
             if i % 5000 == 4999:
                 pipe.execute()
         pipe.execute()
@@ -160,33 +192,74 @@ EXTRA_ENV: dict[str, str] = {}
 
 def start_natter(b: Backend, logs: Path, env: dict[str, str] | None = None) -> Running:
     port = free_port()
-    proc = start("natter-gateway", [sys.executable, "-m", "natter", "gateway", "--port", str(port)],
-                 logs, env={"NATTER_NATS_URL": b.nats_url, "NATTER_LOG_LEVEL": "warning",
-                            "NATTER_LOG_FORMAT": "json", **NATTER_UNLIMITED, **EXTRA_ENV,
-                            **(env or {})})
+    proc = start(
+        "natter-gateway",
+        [sys.executable, "-m", "natter", "gateway", "--port", str(port)],
+        logs,
+        env={
+            "NATTER_NATS_URL": b.nats_url,
+            "NATTER_LOG_LEVEL": "warning",
+            "NATTER_LOG_FORMAT": "json",
+            **NATTER_UNLIMITED,
+            **EXTRA_ENV,
+            **(env or {}),
+        },
+    )
     wait_for(http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "natter gateway ready", proc)
-    return Running("natter", f"ws://127.0.0.1:{port}/ws", [proc.pid], [b.nats.pid] if b.nats else [],
-                   [proc])
+    return Running(
+        "natter", f"ws://127.0.0.1:{port}/ws", [proc.pid], [b.nats.pid] if b.nats else [], [proc]
+    )
 
 
 def start_origin(b: Backend, logs: Path) -> Running:
     port = free_port()
-    proc = start("origin", [str(BIN / "origin-peer"), "-listen", f"127.0.0.1:{port}",
-                            "-nats", b.nats_url, "-subject-prefix", SUBJECT_PREFIX], logs)
+    proc = start(
+        "origin",
+        [
+            str(BIN / "origin-peer"),
+            "-listen",
+            f"127.0.0.1:{port}",
+            "-nats",
+            b.nats_url,
+            "-subject-prefix",
+            SUBJECT_PREFIX,
+        ],
+        logs,
+    )
     wait_for(http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "origin peer", proc)
-    return Running("origin", f"ws://127.0.0.1:{port}/ws", [proc.pid], [b.nats.pid] if b.nats else [],
-                   [proc])
+    return Running(
+        "origin", f"ws://127.0.0.1:{port}/ws", [proc.pid], [b.nats.pid] if b.nats else [], [proc]
+    )
 
 
 def start_socketio(b: Backend, logs: Path) -> Running:
     port = free_port()
-    proc = start("socketio", [
-        sys.executable, "-m", "uvicorn", "bench.peers.socketio.app:app", "--host", "127.0.0.1",
-        "--port", str(port), "--log-level", "warning", "--no-access-log",
-    ], logs, env={"BENCH_REDIS_URL": b.redis_url})
+    proc = start(
+        "socketio",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.peers.socketio.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        logs,
+        env={"BENCH_REDIS_URL": b.redis_url},
+    )
     wait_for(tcp_open(port), 30, "socketio peer", proc)
-    return Running("socketio", f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
-                   [proc.pid], [b.redis.pid] if b.redis else [], [proc])
+    return Running(
+        "socketio",
+        f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+        [proc.pid],
+        [b.redis.pid] if b.redis else [],
+        [proc],
+    )
 
 
 def centrifugo_binary() -> Path:
@@ -199,12 +272,19 @@ def start_centrifugo(b: Backend, logs: Path) -> Running:
         "http_server": {"address": "127.0.0.1", "port": port},
         "log": {"level": "error"},
         "health": {"enabled": True},
-        "client": {"insecure": True, "allowed_origins": ["*"],
-                   "allow_anonymous_connect_without_token": True},
-        "channel": {"without_namespace": {
-            "allow_subscribe_for_client": True, "allow_subscribe_for_anonymous": True,
-            "allow_publish_for_client": True, "allow_publish_for_anonymous": True,
-        }},
+        "client": {
+            "insecure": True,
+            "allowed_origins": ["*"],
+            "allow_anonymous_connect_without_token": True,
+        },
+        "channel": {
+            "without_namespace": {
+                "allow_subscribe_for_client": True,
+                "allow_subscribe_for_anonymous": True,
+                "allow_publish_for_client": True,
+                "allow_publish_for_anonymous": True,
+            }
+        },
         "broker": {"enabled": True, "type": "nats", "nats": {"url": b.nats_url}},
     }
     path = logs / "centrifugo.json"
@@ -212,8 +292,13 @@ def start_centrifugo(b: Backend, logs: Path) -> Running:
     path.write_text(json.dumps(config, indent=2))
     proc = start("centrifugo", [str(centrifugo_binary()), "--config", str(path)], logs)
     wait_for(http_ok(f"http://127.0.0.1:{port}/health"), 30, "centrifugo", proc)
-    return Running("centrifugo", f"ws://127.0.0.1:{port}/connection/websocket", [proc.pid],
-                   [b.nats.pid] if b.nats else [], [proc])
+    return Running(
+        "centrifugo",
+        f"ws://127.0.0.1:{port}/connection/websocket",
+        [proc.pid],
+        [b.nats.pid] if b.nats else [],
+        [proc],
+    )
 
 
 def start_natsws(b: Backend, logs: Path) -> Running:

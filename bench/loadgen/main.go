@@ -23,13 +23,13 @@ import (
 
 type options struct {
 	target, url, scenario, subjectPrefix, natsURL string
-	rooms                                        []string
-	conns, pubs, size, window, concurrency       int
-	count, maxSteps                              int
-	rates, fractions                             []float64
-	step, warm, duration, settle, timeout        time.Duration
-	procs, backend                               Procs
-	compress                                     bool
+	rooms                                         []string
+	conns, pubs, size, window, concurrency        int
+	count, maxSteps                               int
+	rates, fractions                              []float64
+	step, warm, duration, settle, timeout         time.Duration
+	procs, backend                                Procs
+	compress                                      bool
 }
 
 func floats(s string) []float64 {

@@ -283,14 +283,7 @@ class RoomBus:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                ack = await self._js.publish(
-                    room.subject,
-                    payload,
-                    timeout=max(0.2, min(2.0, remaining)),
-                    stream=room.stream,
-                    headers={"Nats-Msg-Id": msg_id},
-                )
-                return PubResult(ack.seq, bool(ack.duplicate))
+                return await self._store(room, payload, msg_id, max(0.2, min(2.0, remaining)))
             except nats.js.errors.APIError as exc:
                 if exc.err_code == 10054 or exc.code == 413:  # maximum message size exceeded
                     raise TooLarge(f"message exceeds the room's limit: {exc.description}") from exc
@@ -309,6 +302,29 @@ class RoomBus:
                 raise Unavailable(f"JetStream did not acknowledge within {timeout:.0f}s: {error!r}")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+    async def _store(self, room: Room, payload: bytes, msg_id: str, timeout: float) -> PubResult:
+        """One JetStream publish as a plain request, its ack parsed with orjson.
+
+        The same wire exchange as ``js.publish(stream=...)``, without building a
+        ``PubAck`` through the json module for every message (a third of the
+        publish path's CPU); errors are raised as the same nats.js exceptions.
+        """
+        try:
+            msg = await self.nc.request(
+                room.subject,
+                payload,
+                timeout=timeout,
+                headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": room.stream},
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise nats.js.errors.NoStreamResponseError from exc
+        if not msg.data and msg.headers and msg.headers.get("Status"):
+            nats.js.errors.APIError.from_msg(msg)
+        ack = orjson.loads(msg.data)
+        if "error" in ack:
+            nats.js.errors.APIError.from_error(ack["error"])
+        return PubResult(int(ack["seq"]), bool(ack.get("duplicate")))
 
     async def bounds(self, room: Room) -> tuple[int, int]:
         """``(first_seq, last_seq)`` of the room's stream (``(0, 0)`` when never written)."""

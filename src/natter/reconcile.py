@@ -170,7 +170,8 @@ async def _refused_as_conflict(call: Awaitable[api.StreamInfo], room: Room) -> a
         return await call
     except nats.js.errors.APIError as exc:
         if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.ServerError):
-            raise Unavailable(f"JetStream could not apply {room.stream}: {exc.description}") from exc
+            detail = exc.description
+            raise Unavailable(f"JetStream could not apply {room.stream}: {detail}") from exc
         raise SpecConflict(
             f"JetStream refused the stream for room {room.name}: {exc.description} "
             f"(error {exc.err_code}); the stream was left unchanged"

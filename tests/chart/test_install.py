@@ -42,7 +42,7 @@ def kube_helm(kube: KubeAPI, *args: str, check: bool = True) -> subprocess.Compl
 
 
 @pytest.fixture(scope="module")
-def installed(kube_api: KubeAPI) -> Iterator[tuple[str, str]]:  # noqa: F811
+def installed(kube_api: KubeAPI) -> Iterator[tuple[str, str]]:
     """natter installed with its defaults; yields (namespace, the output of helm install)."""
     ns = restricted_namespace(kube_api, "natter-install")
     proc = kube_helm(kube_api, "install", "natter", str(CHART), "--namespace", ns)
@@ -55,7 +55,7 @@ def _manifest_objects(kube: KubeAPI, ns: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def test_install_creates_every_object(kube_api: KubeAPI, installed: tuple[str, str]) -> None:  # noqa: F811
+def test_install_creates_every_object(kube_api: KubeAPI, installed: tuple[str, str]) -> None:
     ns, output = installed
     assert "STATUS: deployed" in output
     objects = _manifest_objects(kube_api, ns)
@@ -78,7 +78,7 @@ def test_install_creates_every_object(kube_api: KubeAPI, installed: tuple[str, s
         assert got is not None, f"{obj['kind']}/{obj['metadata']['name']} missing after install"
 
 
-def test_crd_is_established(kube_api: KubeAPI, installed: tuple[str, str]) -> None:  # noqa: F811
+def test_crd_is_established(kube_api: KubeAPI, installed: tuple[str, str]) -> None:
     kube_api.kubectl(
         "wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", timeout=90
     )
@@ -87,7 +87,7 @@ def test_crd_is_established(kube_api: KubeAPI, installed: tuple[str, str]) -> No
 
 
 def test_hooks_and_sample_rooms_pass_server_side_validation(
-    kube_api: KubeAPI,  # noqa: F811
+    kube_api: KubeAPI,
     installed: tuple[str, str],
 ) -> None:
     ns, _ = installed
@@ -110,7 +110,7 @@ def test_hooks_and_sample_rooms_pass_server_side_validation(
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_scenario_passes_server_side_validation(
-    kube_api: KubeAPI,  # noqa: F811
+    kube_api: KubeAPI,
     installed: tuple[str, str],
     scenario: str,
 ) -> None:
@@ -134,7 +134,7 @@ def test_every_scenario_passes_server_side_validation(
     assert "Warning" not in proc.stderr, proc.stderr
 
 
-def test_notes_name_real_objects(kube_api: KubeAPI, installed: tuple[str, str]) -> None:  # noqa: F811
+def test_notes_name_real_objects(kube_api: KubeAPI, installed: tuple[str, str]) -> None:
     ns, output = installed
     notes = output.split("NOTES:", 1)[1]
     commands = [line.strip() for line in notes.splitlines() if line.strip().startswith("kubectl")]
@@ -163,7 +163,7 @@ def _secret(kube: KubeAPI, ns: str, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
 
 
-def test_upgrade_keeps_generated_credentials(kube_api: KubeAPI, installed: tuple[str, str]) -> None:  # noqa: F811
+def test_upgrade_keeps_generated_credentials(kube_api: KubeAPI, installed: tuple[str, str]) -> None:
     ns, _ = installed
     creds = _secret(kube_api, ns, "natter-credentials")
     auth = _secret(kube_api, ns, "natter-nats-auth")
@@ -200,7 +200,7 @@ def test_upgrade_keeps_generated_credentials(kube_api: KubeAPI, installed: tuple
     kube_helm(kube_api, "rollback", "natter", "1", "--namespace", ns)
 
 
-def test_template_and_install_agree(kube_api: KubeAPI, installed: tuple[str, str]) -> None:  # noqa: F811
+def test_template_and_install_agree(kube_api: KubeAPI, installed: tuple[str, str]) -> None:
     """What `helm template` renders (the render tests' input) is what install applied."""
     ns, _ = installed
     installed_names = {(o["kind"], o["metadata"]["name"]) for o in _manifest_objects(kube_api, ns)}

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _go() -> str | None:
-    return shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    return shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
 
 
 @pytest.mark.slow
@@ -31,9 +33,24 @@ def test_bench_smoke(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the bench extra renders plots")
     results, report = tmp_path / "results.json", tmp_path / "REPORT.md"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--targets", "natter,natsws",
-         "--out", str(results), "--report", str(report), "--work", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=200,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--targets",
+            "natter,natsws",
+            "--out",
+            str(results),
+            "--report",
+            str(report),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=200,
         env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"},
     )
     assert run.returncode == 0, run.stderr[-3000:]

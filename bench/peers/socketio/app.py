@@ -48,7 +48,8 @@ async def join(sid: str, data: dict[str, Any]) -> dict[str, Any]:
             if not raw:
                 break
             batch = [
-                {**orjson.loads(item), "room": room, "seq": start + i + 1} for i, item in enumerate(raw)
+                {**orjson.loads(item), "room": room, "seq": start + i + 1}
+                for i, item in enumerate(raw)
             ]
             await sio.emit("messages", batch, to=sid)
             start += len(raw)

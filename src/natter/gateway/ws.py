@@ -362,7 +362,7 @@ class Connection:
 async def history_page(
     bus: Any, room: Room, *, before: int | None, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` stored messages before seq ``before`` (the latest page) or after ``after``."""
+    """Up to ``limit`` stored messages before seq ``before`` (or the latest), or after ``after``."""
     first, last = await bus.bounds(room)
     if after is not None:
         start, end = after + 1, last

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -126,6 +127,8 @@ async def connect(
         options["password"] = settings.nats_password
     if settings.nats_creds:
         options["user_credentials"] = settings.nats_creds
+    if settings.nats_tls_ca or settings.nats_tls_cert:
+        options["tls"] = tls_context(settings)
     # nats-py keeps retrying a refused login forever; bound one attempt.
     attempt_timeout = max(5.0, 2 * settings.nats_connect_timeout * len(options["servers"]))
     for attempt in range(connect_attempts):
@@ -142,6 +145,14 @@ async def connect(
                 ) from exc
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Client TLS for NATS: verify servers against ``nats_tls_ca``; present a cert if given."""
+    context = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    if settings.nats_tls_cert:
+        context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+    return context
 
 
 async def jetstream_ready(nc: NATS, timeout: float = 1.0) -> bool:
@@ -205,15 +216,23 @@ class RoomAdmin:
             try:
                 self._kv = await self._js.key_value(REGISTRY_BUCKET)
             except nats.js.errors.BucketNotFoundError:
-                self._kv = await self._js.create_key_value(
-                    bucket=REGISTRY_BUCKET,
-                    history=1,
-                    replicas=replicas,
-                    description="natter room registry: <namespace>.<room> -> spec and stream",
-                )
+                self._kv = await self._create_registry(replicas)
         except TRANSIENT as exc:
             raise Unavailable(f"JetStream did not answer for the room registry: {exc!r}") from exc
         return self._kv
+
+    async def _create_registry(self, replicas: int) -> Any:
+        try:
+            return await self._js.create_key_value(
+                bucket=REGISTRY_BUCKET,
+                history=1,
+                replicas=replicas,
+                description="natter room registry: <namespace>.<room> -> spec and stream",
+            )
+        except nats.js.errors.ServerError as exc:
+            if exc.err_code != 10074 or replicas == 1:  # replicas > 1 on a standalone server
+                raise
+            return await self._create_registry(1)
 
     async def put_entry(self, room: Room) -> bool:
         """Write the room's registry entry; True when it changed."""

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     nats_user: str | None = Field(None, description="NATS user name, when NATS requires one.")
     nats_password: str | None = Field(None, description="NATS password for nats_user.")
     nats_creds: str | None = Field(None, description="Path to a NATS .creds file.")
+    nats_tls_ca: str | None = Field(
+        None, description="CA bundle that signs the NATS servers' certificates; enables TLS."
+    )
+    nats_tls_cert: str | None = Field(
+        None, description="Client certificate for NATS mutual TLS (with nats_tls_key)."
+    )
+    nats_tls_key: str | None = Field(None, description="Private key of nats_tls_cert.")
     nats_connect_timeout: float = Field(2.0, description="Seconds to wait for one NATS connect.")
     namespace: str = Field("default", description="Namespace of the rooms this process serves.")
     auth: Literal["open", "jwt"] = Field(

@@ -251,6 +251,8 @@ class NatsCluster:
             leader = (data.get("meta_cluster") or {}).get("leader")
             if leader:
                 return str(leader)
+            if len(self.nodes) == 1 and data.get("config"):
+                return node.name  # a standalone JetStream server leads itself
         return None
 
     async def wait_for_meta_leader(self, timeout: float = 30.0) -> str:

@@ -214,3 +214,36 @@ class NatsUsers:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=2)
+
+
+#: Placeholders in :func:`chart_permissions`, filled in by the Helm chart per release and bridge.
+CHART_NAMESPACE = "<namespace>"
+CHART_ROOM = "<room>"
+CHART_USER = "<user>"
+
+
+def chart_permissions() -> dict[str, Any]:
+    """Every component's user and permissions with ``<namespace>``/``<room>``/``<user>``
+    placeholders: the Helm chart's copy (``chart/natter/files/nats-permissions.json``),
+    which its templates fill in with ``replace``; a chart test keeps the file equal to this."""
+    ns, room = CHART_NAMESPACE, CHART_ROOM
+    return {
+        "_generated": "by `python -m natter.natsauth` from src/natter/natsauth.py; do not edit",
+        "inboxPrefix": inbox_prefix(CHART_USER),
+        "users": {
+            "operator": {"name": "operator", "permissions": operator()},
+            "gateway": {"name": "gateway", "permissions": gateway(ns)},
+            "analytics": {"name": "analytics", "permissions": analytics()},
+            "bridge": {"name": bridge_user(ns, room), "permissions": bridge(ns, room)},
+        },
+    }
+
+
+def chart_permissions_json() -> str:
+    return json.dumps(chart_permissions(), indent=2) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m natter.natsauth > chart/.../file`
+    import sys
+
+    sys.stdout.write(chart_permissions_json())

@@ -87,3 +87,15 @@ async def test_up_restarts_a_crashed_node_and_gateway(natter_up: NatterUp) -> No
     assert ack["type"] == "ack"
     await client.wait_for(lambda f: f["type"] == "message" and f["id"] == "crash-1")
     await client.close()
+
+
+async def test_up_with_a_single_nats_node(tmp_path: Path) -> None:
+    up = start_up(tmp_path / "solo", "--nats-nodes", "1", gateways=1)
+    try:
+        await wait_up(up)
+        assert len(up.cluster["nats"]) == 1
+        async with httpx.AsyncClient(base_url=up.url, timeout=10) as http:
+            resp = await http.post("/api/rooms/general/messages", json={"text": "solo"})
+            assert resp.status_code == 201 and resp.json()["seq"] >= 1
+    finally:
+        assert up.stop() == 0

@@ -86,24 +86,29 @@ so clients fail over between servers rather than through one Service address.
 {{/*
 Twitch bridges with defaults filled in, as JSON: {"bridges": [{name, channel,
 room, namespace, secretName, user}]}. `name` defaults to the channel made
-DNS-safe; `user` is the bridge's own NATS user.
+DNS-safe; `user` is the NATS user of the bridge's room (natter.natsauth's
+bridge-<namespace>-<room>, shared by bridges of the same room).
 */}}
 {{- define "natter.bridges" -}}
 {{- $out := list }}
 {{- range $b := .Values.bridges.twitch }}
 {{- $name := default ($b.channel | lower | replace "_" "-" | trimPrefix "-" | trimSuffix "-") $b.name }}
+{{- $ns := default (include "natter.roomNamespace" $) $b.namespace }}
 {{- $out = append $out (dict
   "name" $name
   "channel" $b.channel
   "room" $b.room
-  "namespace" (default (include "natter.roomNamespace" $) $b.namespace)
+  "namespace" $ns
   "secretName" (default "" $b.secretName)
-  "user" (printf "bridge-twitch-%s" $name)) }}
+  "user" (include "natter.bridgeUser" (dict "ctx" $ "namespace" $ns "room" $b.room))) }}
 {{- end }}
 {{- toJson (dict "bridges" $out) }}
 {{- end }}
 
-{{/* Environment every natter process needs to reach NATS; call with (dict "ctx" $ "user" "gateway" "key" "gateway-password"). */}}
+{{/*
+Environment every natter process needs to reach NATS as its own user, with its
+own reply inbox prefix; call with (dict "ctx" $ "user" "gateway").
+*/}}
 {{- define "natter.natsEnv" -}}
 - name: NATTER_NATS_URL
   value: {{ include "natter.nats.urls" .ctx | quote }}
@@ -113,7 +118,9 @@ DNS-safe; `user` is the bridge's own NATS user.
   valueFrom:
     secretKeyRef:
       name: {{ include "natter.credentials.name" .ctx }}
-      key: {{ .key }}
+      key: {{ printf "%s-password" .user }}
+- name: NATTER_NATS_INBOX_PREFIX
+  value: {{ include "natter.inboxPrefix" . | quote }}
 {{- end }}
 
 {{/* Scratch space for a read-only root filesystem. */}}

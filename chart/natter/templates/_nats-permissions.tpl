@@ -1,85 +1,49 @@
 {{/*
-NATS subject permissions of natter's components, as YAML (rendered to JSON in
-users.conf). Subjects follow DESIGN.md: a room is stream ROOM_<ns>_<room> on
-chat.<ns>.<room>.>, ephemeral signals use chatx.<ns>.<room>.>, the registry is
-the KV bucket natter-rooms (stream KV_natter-rooms). JetStream API subjects name
-a stream as a single token, so per-room scoping is possible only where the
-stream is known in advance (a bridge's room, the registry bucket).
+NATS users and subject permissions of natter's components. The single source is
+natter.natsauth: files/nats-permissions.json is generated from it
+(`python -m natter.natsauth > chart/natter/files/nats-permissions.json`; a chart
+test keeps the two equal) with <namespace>, <room> and <user> placeholders that
+these helpers fill in. docs/nats-permissions.md explains every subject. Each user
+has its own reply inbox prefix (_INBOX_<user>) and may subscribe only below it,
+so no component can read another's JetStream replies (which carry room history).
 */}}
 
-{{/* Gateways: chat in their namespace, read and follow room streams, read the registry. */}}
-{{- define "natter.permissions.gateway" -}}
-{{- $ns := include "natter.roomNamespace" . -}}
-publish:
-  allow:
-    # store chat messages (JetStream acks them) and relay typing/presence
-    - "chat.{{ $ns }}.>"
-    - "chatx.{{ $ns }}.>"
-    # read-only JetStream API: account and stream info, direct gets, the
-    # ordered consumers that replay and follow rooms (and the registry)
-    - "$JS.API.INFO"
-    - "$JS.API.STREAM.INFO.*"
-    - "$JS.API.STREAM.NAMES"
-    - "$JS.API.STREAM.MSG.GET.*"
-    - "$JS.API.DIRECT.GET.*"
-    - "$JS.API.DIRECT.GET.*.>"
-    - "$JS.API.CONSUMER.CREATE.*"
-    - "$JS.API.CONSUMER.CREATE.*.>"
-    - "$JS.API.CONSUMER.DELETE.*.*"
-    - "$JS.API.CONSUMER.INFO.*.*"
-    - "$JS.API.CONSUMER.MSG.NEXT.*.*"
-    # consumer acks and flow-control replies
-    - "$JS.ACK.>"
-    - "$JS.FC.>"
-subscribe:
-  allow:
-    - "_INBOX.>"
-    - "chat.{{ $ns }}.>"
-    - "chatx.{{ $ns }}.>"
+{{/* The generated permission file with <namespace> and <room> filled in, parsed; call with (dict "ctx" $ "namespace" ns "room" room). */}}
+{{- define "natter.natsauth" -}}
+{{- .ctx.Files.Get "files/nats-permissions.json" | replace "<namespace>" .namespace | replace "<room>" (default "<room>" .room) }}
 {{- end }}
 
-{{/* Operator: create, update, inspect and delete streams; write the registry. No chat. */}}
-{{- define "natter.permissions.operator" -}}
-publish:
-  allow:
-    - "$JS.API.INFO"
-    - "$JS.API.STREAM.CREATE.*"
-    - "$JS.API.STREAM.UPDATE.*"
-    - "$JS.API.STREAM.DELETE.*"
-    - "$JS.API.STREAM.INFO.*"
-    - "$JS.API.STREAM.NAMES"
-    - "$JS.API.STREAM.LIST"
-    # registry reads and writes (KV get, put, delete)
-    - "$JS.API.STREAM.MSG.GET.KV_natter-rooms"
-    - "$JS.API.DIRECT.GET.KV_natter-rooms"
-    - "$JS.API.DIRECT.GET.KV_natter-rooms.>"
-    - "$KV.natter-rooms.>"
-subscribe:
-  allow:
-    - "_INBOX.>"
+{{/* A NATS user's reply inbox prefix (NATTER_NATS_INBOX_PREFIX); call with (dict "ctx" $ "user" name). */}}
+{{- define "natter.inboxPrefix" -}}
+{{- (.ctx.Files.Get "files/nats-permissions.json" | fromJson).inboxPrefix | replace "<user>" .user }}
 {{- end }}
 
-{{/* A bridge: chat in its one room, and the registry read-only. Call with (dict "b" $bridge). */}}
-{{- define "natter.permissions.bridge" -}}
-{{- $stream := printf "ROOM_%s_%s" .b.namespace .b.room -}}
-publish:
-  allow:
-    - "chat.{{ .b.namespace }}.{{ .b.room }}.>"
-    - "$JS.API.INFO"
-    {{- range $s := list $stream "KV_natter-rooms" }}
-    - "$JS.API.STREAM.INFO.{{ $s }}"
-    - "$JS.API.STREAM.MSG.GET.{{ $s }}"
-    - "$JS.API.DIRECT.GET.{{ $s }}"
-    - "$JS.API.DIRECT.GET.{{ $s }}.>"
-    - "$JS.API.CONSUMER.CREATE.{{ $s }}"
-    - "$JS.API.CONSUMER.CREATE.{{ $s }}.>"
-    - "$JS.API.CONSUMER.DELETE.{{ $s }}.*"
-    - "$JS.API.CONSUMER.INFO.{{ $s }}.*"
-    - "$JS.FC.{{ $s }}.>"
-    {{- end }}
-subscribe:
-  allow:
-    - "_INBOX.>"
+{{/* A bridge's NATS user name (bridge-<namespace>-<room>); call with (dict "ctx" $ "namespace" ns "room" room). */}}
+{{- define "natter.bridgeUser" -}}
+{{- (include "natter.natsauth" . | fromJson).users.bridge.name }}
+{{- end }}
+
+{{/*
+The NATS users this release runs, as JSON {"users": [{name, key, permissions}]}:
+the gateway, the operator (when enabled) and one user per bridged room. `key` is
+the user's password key in the credentials Secret.
+*/}}
+{{- define "natter.natsUsers" -}}
+{{- $ns := include "natter.roomNamespace" . }}
+{{- $sets := (include "natter.natsauth" (dict "ctx" . "namespace" $ns) | fromJson).users }}
+{{- $users := list (dict "name" "gateway" "key" "gateway-password" "permissions" $sets.gateway.permissions) }}
+{{- if .Values.operator.enabled }}
+{{- $users = append $users (dict "name" "operator" "key" "operator-password" "permissions" $sets.operator.permissions) }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $b := (include "natter.bridges" . | fromJson).bridges }}
+{{- if not (hasKey $seen $b.user) }}
+{{- $_ := set $seen $b.user true }}
+{{- $set := (include "natter.natsauth" (dict "ctx" $ "namespace" $b.namespace "room" $b.room) | fromJson).users.bridge }}
+{{- $users = append $users (dict "name" $set.name "key" (printf "%s-password" $set.name) "permissions" $set.permissions) }}
+{{- end }}
+{{- end }}
+{{- toJson (dict "users" $users) }}
 {{- end }}
 
 {{/* One NATS user in NATS config syntax; call with (dict "user" "password" "permissions"). */}}
@@ -90,12 +54,17 @@ subscribe:
   permissions: {
     {{- range $dir := list "publish" "subscribe" }}
     {{- with (index $.permissions $dir) }}
+    {{- $d := . }}
     {{ $dir }}: {
-      allow: [
-        {{- range $subject := .allow }}
+      {{- range $kind := list "allow" "deny" }}
+      {{- with (index $d $kind) }}
+      {{ $kind }}: [
+        {{- range $subject := . }}
         {{ $subject | quote }}
         {{- end }}
       ]
+      {{- end }}
+      {{- end }}
     }
     {{- end }}
     {{- end }}
@@ -105,12 +74,7 @@ subscribe:
 
 {{/* Everything the NATS auth Secret is made of except the passwords (for a checksum). */}}
 {{- define "natter.natsAuth.inputs" -}}
-{{ include "natter.bridges" . }}
-operator={{ .Values.operator.enabled }} replicas={{ .Values.nats.replicas }} cluster={{ .Values.nats.ports.cluster }}
-{{ include "natter.permissions.gateway" . }}
-{{ include "natter.permissions.operator" . }}
-{{- range $b := (include "natter.bridges" . | fromJson).bridges }}
-{{ include "natter.permissions.bridge" (dict "b" $b) }}
-{{- end }}
+replicas={{ .Values.nats.replicas }} cluster={{ .Values.nats.ports.cluster }}
+{{ include "natter.natsUsers" . }}
 {{ include "natter.natsUser" (dict "user" "x" "password" "x" "permissions" dict) }}
 {{- end }}

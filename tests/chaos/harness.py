@@ -165,6 +165,7 @@ class Harness:
                 list(self.rooms),
                 self.history,
                 rng=random.Random(self.rng.random()),
+                first=len(self.clients),
             )
             self.clients.append(await client.start())
         await check_for(

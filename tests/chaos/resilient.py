@@ -97,9 +97,13 @@ class ResilientClient:
         *,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        first: int = 0,
     ) -> None:
         self.name = name
         self.urls = urls
+        #: Index of the URL to connect to first (spreads clients over gateways);
+        #: reconnects pick at random among all of them.
+        self.first = first
         self.rooms = rooms
         self.history = history
         self.rng = rng or random.Random(name)
@@ -151,7 +155,11 @@ class ResilientClient:
 
     async def _open(self) -> RecordingClient | None:
         """Connect to one of the gateways, hello, and (re)join every room."""
-        url = self.rng.choice(self.urls)
+        url = (
+            self.urls[self.first % len(self.urls)]
+            if self.conn_no == 0
+            else self.rng.choice(self.urls)
+        )
         self.conn_no += 1
         conn_no = self.conn_no
         conn = RecordingClient(url, self.name, lambda f: self._on_frame(conn_no, f))

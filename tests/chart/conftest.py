@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
+import functools
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from natter.config import Settings
 from natter.embedded import check_for, free_ports, nats_server_binary
-from tests.chart._helm import Rendered, render
+from tests.chart._helm import Rendered, env_of, render
 
 
 def write_config(r: Rendered, directory: Path, prefix: str = "natter") -> Path:
@@ -50,18 +55,53 @@ class ChartCluster:
     def urls(self) -> str:
         return ",".join(n.url for n in self.nodes)
 
-    def settings(self, user: str | None, password: str | None = None) -> Settings:
+    def inbox_prefix(self, user: str | None) -> str | None:
+        """The NATTER_NATS_INBOX_PREFIX the chart gives the pods of NATS user ``user``."""
+        for _, _, spec in self.rendered.pod_specs():
+            for c in spec["containers"]:
+                env = env_of(c)
+                if env.get("NATTER_NATS_USER") == user:
+                    return str(env["NATTER_NATS_INBOX_PREFIX"])
+        return None
+
+    def settings(
+        self, user: str | None, password: str | None = None, inbox_prefix: str | None = None
+    ) -> Settings:
         return Settings(
             nats_url=self.urls,
             nats_user=user,
             nats_password=password if password is not None else self.passwords.get(user or ""),
+            nats_inbox_prefix=inbox_prefix or self.inbox_prefix(user),
             nats_connect_timeout=2.0,
         )
 
 
+#: The NATS user of the cluster fixture's one bridge (room default/general).
+BRIDGE_USER = "bridge-default-general"
+#: The built-in user the cluster fixture's release lists in auth.users.
+LOGIN_USER, LOGIN_PASSWORD = "alice", "chart-test-password"
+
+
+@functools.cache
+def _login_values() -> Path:
+    """A values file giving the release one built-in user (a real argon2 hash)."""
+    from natter.auth.users import hash_password
+
+    directory = Path(tempfile.mkdtemp(prefix="natter-chart-values-"))
+    path = directory / "users-values.yaml"
+    user = {"name": LOGIN_USER, "password_hash": hash_password(LOGIN_PASSWORD), "groups": ["ops"]}
+    path.write_text(yaml.safe_dump({"auth": {"users": [user]}}))
+    atexit.register(shutil.rmtree, directory, True)
+    return path
+
+
 def chart_render() -> Rendered:
-    """The release the cluster fixture runs: defaults plus one bridge for default/general."""
-    return render(sets=["bridges.twitch[0].channel=natter_demo", "bridges.twitch[0].room=general"])
+    """The release the cluster fixture runs: defaults plus one bridge for default/general
+    and one built-in user."""
+    return render(
+        [_login_values()],
+        sets=["bridges.twitch[0].channel=natter_demo", "bridges.twitch[0].room=general"],
+    )
 
 
 def secret_data(r: Rendered, name: str) -> dict[str, str]:
@@ -101,7 +141,7 @@ def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartClu
     passwords = {
         "gateway": creds["gateway-password"],
         "operator": creds["operator-password"],
-        "bridge-twitch-natter-demo": creds["bridge-twitch-natter-demo-password"],
+        BRIDGE_USER: creds[f"{BRIDGE_USER}-password"],
     }
     base = tmp_path_factory.mktemp("chart-nats")
     flat = free_ports(9)

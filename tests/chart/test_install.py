@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.chart._helm import CHART, SCENARIOS, helm, render_scenario
+from tests.chart._helm import CHART, SCENARIOS, helm, helm_binary, render_scenario
 from tests.fixtures.kube import KubeAPI
 
 CRD_NAME = "chatrooms.natter.dev"
@@ -143,13 +145,30 @@ def test_notes_name_real_objects(kube_api: KubeAPI, installed: tuple[str, str]) 
     checked = 0
     for command in commands:
         for kind, name in re.findall(
-            r"\b(statefulset|deployment|service)[/ ]([a-z0-9-]+)", command
+            r"\b(statefulset|deployment|service|secret)[/ ]([a-z0-9-]+)", command
         ):
             assert (kind, name) in names, f"NOTES.txt names {kind}/{name}, which the chart lacks"
             checked += 1
         assert f"-n {ns}" in command or "k8s/rooms" in command, command
     assert checked >= 4
     assert f"helm test natter -n {ns}" in notes
+    # jwt mode (the default) says how to add a user to the users Secret the gateways mount.
+    assert "natter users add NAME --file users.yaml" in notes
+    assert ("secret", "natter-users") in names
+    gateway = kube_api.get("deployment", "natter-gateway", ns)
+    assert gateway is not None
+    volumes = gateway["spec"]["template"]["spec"]["volumes"]
+    assert {"secretName": "natter-users"}.items() <= next(
+        v["secret"] for v in volumes if v["name"] == "users"
+    ).items()
+    for line in notes.splitlines():
+        if line.strip().startswith("helm "):
+            helm_cmd = line.split()
+            assert helm_cmd[2] == "natter" and helm_cmd[helm_cmd.index("-n") + 1] == ns, line
+            if helm_cmd[1] == "upgrade":
+                assert helm_cmd[3] == "chart/natter", line
+                # --set-file names a real value; --set-json resets the one it merges with.
+                assert "auth.usersFile=users.yaml" in line and "auth.users=[]" in line
     # The read-only commands work as written.
     for command in commands:
         if " get " in command and "jsonpath" not in command:
@@ -193,11 +212,66 @@ def test_upgrade_keeps_generated_credentials(kube_api: KubeAPI, installed: tuple
     )
     after = _secret(kube_api, ns, "natter-credentials")
     assert {k: after[k] for k in creds} == creds
-    assert len(after["bridge-twitch-natter-demo-password"]) == 32
+    assert len(after[f"bridge-{ns}-general-password"]) == 32
     assert kube_api.get("deployment", "natter-bridge-twitch-natter-demo", ns) is not None
     users = _secret(kube_api, ns, "natter-nats-auth")["users.conf"]
-    assert after["bridge-twitch-natter-demo-password"] in users
+    assert after[f"bridge-{ns}-general-password"] in users
     kube_helm(kube_api, "rollback", "natter", "1", "--namespace", ns)
+
+
+def test_notes_add_a_user_as_written(
+    kube_api: KubeAPI, installed: tuple[str, str], tmp_path: Path
+) -> None:
+    """The jwt-mode commands of NOTES.txt, run as written (NAME=alice): fetch the users
+    file from its Secret, `natter users add`, and `helm upgrade` it back in."""
+    import shlex
+    import sys
+
+    from natter.auth import users as users_file
+
+    ns, output = installed
+    notes = output.split("NOTES:", 1)[1]
+    fetch, add, upgrade = [
+        line.strip()
+        for line in notes.splitlines()
+        if line.strip().startswith(("kubectl -n", "natter users", "helm upgrade"))
+        and ("users" in line)
+    ]
+    get, decode = (shlex.split(part) for part in fetch.split(" > ")[0].split(" | "))
+    assert decode == ["base64", "-d"] and fetch.endswith("> users.yaml")
+    encoded = kube_api.kubectl(*get[1:]).stdout
+    (tmp_path / "users.yaml").write_bytes(base64.b64decode(encoded))
+    add_args = shlex.split(add.replace("NAME", "alice"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "natter", *add_args[1:], "--password-stdin"],
+        input="alice-password\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    up = shlex.split(upgrade)
+    up[up.index("chart/natter")] = str(CHART)
+    proc = subprocess.run(
+        [helm_binary(), *up[1:]],
+        cwd=tmp_path,
+        env={**os.environ, "KUBECONFIG": str(kube_api.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    try:
+        stored = users_file.parse(
+            yaml.safe_load(_secret(kube_api, ns, "natter-users")["users.yaml"])
+        )
+        assert list(stored) == ["alice"]
+        assert users_file._HASHER.verify(stored["alice"].password_hash, "alice-password")
+    finally:
+        kube_helm(kube_api, "rollback", "natter", "1", "--namespace", ns)
 
 
 def test_template_and_install_agree(kube_api: KubeAPI, installed: tuple[str, str]) -> None:

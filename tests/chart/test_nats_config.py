@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from natter import bus, natsconf
-from natter.embedded import free_ports, nats_server_binary
+from natter import bus, natsauth, natsconf
+from natter.embedded import check_for, free_ports, nats_server_binary
 from natter.errors import Unavailable
 from natter.reconcile import reconcile_room, stream_config
 from natter.rooms import Room
 from tests.chart import _natsconf as reader
 from tests.chart._helm import CHART, SCENARIOS, load_yaml, render, render_scenario
-from tests.chart.conftest import ChartCluster, write_config
+from tests.chart.conftest import BRIDGE_USER, ChartCluster, write_config
 
 NATS_CONF = "natter-nats-config"
 
@@ -150,7 +150,7 @@ async def test_unknown_clients_are_refused(chart_cluster: ChartCluster) -> None:
 async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartCluster) -> None:
     operator = await _connect(chart_cluster, "operator")
     gateway = await _connect(chart_cluster, "gateway")
-    bridge = await _connect(chart_cluster, "bridge-twitch-natter-demo")
+    bridge = await _connect(chart_cluster, BRIDGE_USER)
     try:
         # The operator reconciles rooms: streams and registry entries.
         admin = bus.RoomAdmin(operator)
@@ -200,9 +200,10 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
             await rooms.publish(elsewhere, b'{"text": "x"}', msg_id=uuid.uuid4().hex, timeout=1.5)
         assert (await bus.RoomBus(operator).bounds(elsewhere))[1] == 0
 
-        # The bridge chats in its room only.
-        bridge_rooms = bus.RoomBus(bridge)
-        assert await bus.Registry(bridge).lookup("default", "general") == general
+        # The bridge chats in its room only, and never reads the registry.
+        bridge_rooms = bus.RoomBus(bridge, timeout=1.0)
+        with pytest.raises(Unavailable):
+            await bus.Registry(bridge, timeout=1.0).lookup("default", "general")
         mine = await bridge_rooms.publish(
             general, b'{"text": "from twitch"}', msg_id=uuid.uuid4().hex
         )
@@ -226,6 +227,148 @@ async def test_components_can_do_their_jobs_and_no_more(chart_cluster: ChartClus
     finally:
         for nc in (operator, gateway, bridge):
             await nc.drain()
+
+
+class _Spy:
+    """A raw NATS client as ``user`` that records the server's permission violations."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.received: list[str] = []
+        self.nc: Any = None
+
+    async def connect(self, cluster: ChartCluster, user: str) -> _Spy:
+        import nats
+
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        self.nc = await nats.connect(
+            [n.url for n in cluster.nodes],
+            user=user,
+            password=cluster.passwords[user],
+            inbox_prefix=cluster.inbox_prefix(user),
+            error_cb=on_error,
+            allow_reconnect=False,
+            connect_timeout=2,
+        )
+        return self
+
+    async def listen(self, subject: str) -> None:
+        async def got(msg: Any) -> None:
+            self.received.append(msg.subject)
+
+        await self.nc.subscribe(subject, cb=got)
+
+    async def violation(self, subject: str) -> None:
+        needle = f'permissions violation for subscription to "{subject}"'.lower()
+        await check_for(
+            10, lambda: any(needle in e.lower() for e in self.errors), what=needle, interval=0.05
+        )
+
+
+async def test_no_component_can_read_another_components_replies(
+    chart_cluster: ChartCluster,
+) -> None:
+    """Each user subscribes only below its own _INBOX_<user>: a bridge cannot read the
+    gateway's JetStream replies (every room's history), nor anyone the shared _INBOX."""
+    users = (BRIDGE_USER, "gateway", "operator")
+    for user in users:
+        assert chart_cluster.inbox_prefix(user) == natsauth.inbox_prefix(user)
+    spies = {user: await _Spy().connect(chart_cluster, user) for user in users}
+    gateway = await _connect(chart_cluster, "gateway")
+    operator = await _connect(chart_cluster, "operator")
+    try:
+        general = Room.build("default", "general", {"replicas": 3})
+        await reconcile_room(bus.RoomAdmin(operator), general)
+        for user, spy in spies.items():
+            for subject in ("_INBOX.>", *(f"{natsauth.inbox_prefix(u)}.>" for u in users)):
+                if subject == f"{natsauth.inbox_prefix(user)}.>":
+                    continue
+                await spy.listen(subject)
+                await spy.violation(subject)
+            await spy.nc.flush()
+        # The gateway's replies (registry entries, room history) reach the gateway only.
+        rooms = bus.RoomBus(gateway)
+        sent = await rooms.publish(general, b'{"text": "private"}', msg_id=uuid.uuid4().hex)
+        assert (sent.seq, b'{"text": "private"}') in await rooms.read(general, sent.seq, sent.seq)
+        assert await bus.Registry(gateway).lookup("default", "general") == general
+        for spy in spies.values():
+            await spy.nc.flush()
+            assert spy.received == []
+        # A bridge on the shared prefix cannot even receive its own replies.
+        shared = await bus.connect(
+            chart_cluster.settings(BRIDGE_USER, inbox_prefix="_INBOX"), "chart-test-shared"
+        )
+        try:
+            with pytest.raises(Unavailable):
+                await bus.RoomBus(shared, timeout=1.0).bounds(general)
+        finally:
+            await shared.close()
+    finally:
+        for nc in (gateway, operator, *(spy.nc for spy in spies.values())):
+            await nc.drain()
+
+
+# --- one source: natter.natsauth ------------------------------------------------------
+
+
+def test_permission_file_is_generated_from_natsauth() -> None:
+    committed = (CHART / "files" / "nats-permissions.json").read_text()
+    assert committed == natsauth.chart_permissions_json(), (
+        "chart/natter/files/nats-permissions.json is stale: run "
+        "`python -m natter.natsauth > chart/natter/files/nats-permissions.json`"
+    )
+
+
+def _rendered_users(r: Any) -> dict[str, Any]:
+    prefix = r.all("StatefulSet")[0]["metadata"]["name"].removesuffix("-nats")
+    conf = reader.parse(r.config(f"{prefix}-nats-auth", "users.conf"), Path("."))
+    return {u["user"]: u["permissions"] for u in conf["authorization"]["users"]}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_user_has_exactly_natsauths_permissions(scenario: str) -> None:
+    """Each rendered user's permissions equal what natter.natsauth gives that component,
+    and each pod connects as its user with that user's own inbox prefix."""
+    from tests.chart._helm import env_of, values_for
+
+    r = render_scenario(scenario)
+    values = values_for(scenario)
+    ns = values["gateway"]["roomNamespace"] or r.namespace
+    expected = {"gateway": natsauth.gateway(ns)}
+    if values["operator"]["enabled"]:
+        expected["operator"] = natsauth.operator()
+    for b in values["bridges"]["twitch"]:
+        bns = b.get("namespace") or ns
+        expected[natsauth.bridge_user(bns, b["room"])] = natsauth.bridge(bns, b["room"])
+    assert _rendered_users(r) == expected
+    for where, _, spec in r.pod_specs():
+        for c in spec["containers"]:
+            env = env_of(c)
+            if "NATTER_NATS_USER" in env:
+                user = env["NATTER_NATS_USER"]
+                assert env["NATTER_NATS_INBOX_PREFIX"] == natsauth.inbox_prefix(user), where
+
+
+def test_bridges_of_one_room_share_its_user() -> None:
+    r = render(
+        sets=[
+            "bridges.twitch[0].channel=one",
+            "bridges.twitch[0].room=general",
+            "bridges.twitch[1].channel=two",
+            "bridges.twitch[1].room=general",
+            "bridges.twitch[2].channel=three",
+            "bridges.twitch[2].room=general",
+            "bridges.twitch[2].namespace=elsewhere",
+        ]
+    )
+    assert _rendered_users(r) == {
+        "gateway": natsauth.gateway("default"),
+        "operator": natsauth.operator(),
+        "bridge-default-general": natsauth.bridge("default", "general"),
+        "bridge-elsewhere-general": natsauth.bridge("elsewhere", "general"),
+    }
 
 
 def test_chart_runs_the_nats_server_natter_up_runs() -> None:

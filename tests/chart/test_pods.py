@@ -7,6 +7,7 @@ message through it and read it back."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from natter.embedded import check_for, free_ports
 from natter.reconcile import reconcile_room
 from natter.rooms import Room
 from tests.chart._helm import CHART, Rendered, env_of
-from tests.chart.conftest import ChartCluster, secret_data
+from tests.chart.conftest import LOGIN_PASSWORD, LOGIN_USER, ChartCluster, secret_data
 
 NATTER = [sys.executable, "-m", "natter"]
 
@@ -74,12 +75,40 @@ def test_every_natter_variable_is_a_setting(chart_cluster: ChartCluster) -> None
         assert not unknown, f"{where} sets variables no natter setting reads: {sorted(unknown)}"
 
 
+#: Gateway variables only jwt mode renders (the default render sets no OIDC values).
+JWT_ONLY = ("NATTER_JWT_SECRET", "NATTER_USERS_FILE")
+
+
 def _open_auth(env: dict[str, str]) -> dict[str, str]:
     """The environment `--set auth.mode=open` renders (test_auth_modes_differ_only_so checks)."""
-    out = {k: v for k, v in env.items() if k != "NATTER_JWT_SECRET"}
+    out = {k: v for k, v in env.items() if k not in JWT_ONLY}
     if "NATTER_AUTH" in out:
         out["NATTER_AUTH"] = "open"
     return out
+
+
+def mount_secrets(
+    r: Rendered, pod: dict[str, Any], c: dict[str, Any], root: Path
+) -> dict[str, str]:
+    """Lay out the container's Secret volume mounts under ``root`` as the kubelet would;
+    returns the path rewrites (mountPath -> local directory) for its environment."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    rewrites = {}
+    for mount in c.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        obj = r.one("Secret", secret["secretName"])
+        data = {
+            **{k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()},
+            **obj.get("stringData", {}),
+        }
+        local = root / mount["name"]
+        local.mkdir(parents=True)
+        for item in secret.get("items") or [{"key": k, "path": k} for k in data]:
+            (local / item["path"]).write_text(data[item["key"]])
+        rewrites[mount["mountPath"]] = str(local)
+    return rewrites
 
 
 def test_auth_modes_differ_only_so() -> None:
@@ -95,7 +124,7 @@ def test_auth_modes_differ_only_so() -> None:
     jwt, open_ = envs(render()), envs(render(sets=["auth.mode=open"]))
     assert set(jwt) == set(open_)
     for where in jwt:
-        expected = {e for e in jwt[where] if not e.startswith("NATTER_JWT_SECRET=")}
+        expected = {e for e in jwt[where] if not e.startswith(tuple(f"{n}=" for n in JWT_ONLY))}
         expected = {"NATTER_AUTH=open" if e == "NATTER_AUTH=jwt" else e for e in expected}
         assert open_[where] == expected, where
 
@@ -108,10 +137,14 @@ def auth_mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def gateway(chart_cluster: ChartCluster, auth_mode: str, tmp_path: Path) -> Iterator[str]:
     r = chart_cluster.rendered
-    (c,) = r.one("Deployment", "natter-gateway")["spec"]["template"]["spec"]["containers"]
+    pod = r.one("Deployment", "natter-gateway")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
     env = container_env(r, c)
     if auth_mode == "open":
         env = _open_auth(env)
+    else:
+        for mount_path, local in mount_secrets(r, pod, c, tmp_path / "mounts").items():
+            env = {k: v.replace(mount_path, local, 1) for k, v in env.items()}
     port = free_ports(1)[0]
     env.update(
         {
@@ -186,3 +219,27 @@ def test_helm_test_passes_against_the_gateway(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: sent and read back" in proc.stdout
+
+
+@pytest.mark.parametrize("auth_mode", ["jwt"])
+def test_built_in_users_log_in_through_the_mounted_secret(
+    chart_cluster: ChartCluster, gateway: str, auth_mode: str
+) -> None:
+    """jwt mode: the user the release lists in auth.users logs in with POST /api/login,
+    reading the users file the chart mounts at NATTER_USERS_FILE, and the token works."""
+
+    async def login() -> None:
+        await _ready(gateway)
+        async with httpx.AsyncClient(base_url=gateway, timeout=10.0) as client:
+            bad = await client.post("/api/login", json={"user": LOGIN_USER, "password": "nope"})
+            assert bad.status_code == 401
+            ok = await client.post(
+                "/api/login", json={"user": LOGIN_USER, "password": LOGIN_PASSWORD}
+            )
+            assert ok.status_code == 200, ok.text
+            token = ok.json()["token"]
+            rooms = await client.get("/api/rooms", headers={"Authorization": f"Bearer {token}"})
+            assert rooms.status_code == 200, rooms.text
+            assert (await client.get("/api/rooms")).status_code == 401
+
+    asyncio.run(login())

@@ -292,7 +292,8 @@ def test_twitch_bridges_one_deployment_each() -> None:
     assert c["envFrom"] == [{"secretRef": {"name": "twitch-some-streamer"}}]
     env = env_of(c)
     assert env["NATTER_NAMESPACE"] == "community"  # gateway.roomNamespace is the default
-    assert env["NATTER_NATS_USER"] == "bridge-twitch-some-streamer"
+    assert env["NATTER_NATS_USER"] == "bridge-community-general"  # natsauth.bridge_user
+    assert env["NATTER_NATS_INBOX_PREFIX"] == "_INBOX_bridge-community-general"
     (c2,) = bridges["chat-bridge-twitch-another-one"]["spec"]["template"]["spec"]["containers"]
     assert "envFrom" not in c2
     # Each bridge's selector picks only its own pod.
@@ -376,11 +377,15 @@ def test_nats_permissions_are_scoped(default: Rendered) -> None:
     )
     assert "chat.default.>" in gw["publish"] and ">" not in gw["publish"]
     assert not any(s.startswith(("chat.", "chatx.")) for s in op["publish"] + op["subscribe"])
-    for user in users.values():
+    for name, user in users.items():
         assert ">" not in user["publish"] + user["subscribe"]
         assert "$JS.API.>" not in user["publish"]
+        # Replies only under the user's own inbox prefix, never the shared _INBOX.
+        inboxes = [s for s in user["subscribe"] if s.startswith("_INBOX")]
+        assert inboxes == [f"_INBOX_{name}.>"], name
+    assert not any(s.startswith("chat.") for s in gw["subscribe"])
     r = render_scenario("scaled-bridges")
-    bridge = _users(r, "chat")["bridge-twitch-another-one"]
+    bridge = _users(r, "chat")["bridge-community-random"]
     assert [s for s in bridge["publish"] if s.startswith("chat.")] == ["chat.community.random.>"]
 
 
@@ -427,6 +432,121 @@ def test_secret_and_configmap_references_resolve() -> None:
                         sname = sec.get("name") or sec.get("secretName")
                         for item in sec.get("items", []):
                             assert item["key"] in secrets[sname], (name, where, item)
+
+
+# --- built-in users and OIDC (jwt mode) ---------------------------------------------
+
+
+def _gateway(r: Rendered) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = r.one("Deployment", "natter-gateway")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    return pod, c
+
+
+def test_jwt_mode_mounts_the_users_file(default: Rendered) -> None:
+    import yaml
+
+    pod, gw = _gateway(default)
+    env = env_of(gw)
+    secret = default.one("Secret", "natter-users")
+    assert yaml.safe_load(secret["stringData"]["users.yaml"]) == {"users": []}
+    (mount,) = [m for m in gw["volumeMounts"] if m["name"] == "users"]
+    assert mount["readOnly"] is True and "subPath" not in mount  # Secret updates reach the pod
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "users"]
+    assert volume["secret"]["secretName"] == "natter-users"
+    (item,) = volume["secret"]["items"]
+    assert env["NATTER_USERS_FILE"] == f"{mount['mountPath']}/{item['path']}"
+    assert not any(n.startswith(("NATTER_OIDC_", "NATTER_ALLOWED_")) for n in env)
+    # Open mode has no users at all.
+    open_ = render(sets=["auth.mode=open"])
+    assert open_.maybe("Secret", "natter-users") is None
+    pod, gw = _gateway(open_)
+    assert "NATTER_USERS_FILE" not in env_of(gw)
+    assert "users" not in {v["name"] for v in pod["volumes"]}
+
+
+def test_users_from_values_and_a_users_file(tmp_path: Path) -> None:
+    import yaml
+
+    from natter.auth import users as users_file
+
+    path = tmp_path / "users.yaml"
+    users_file.add_user(path, "alice", "pw-alice", ["admins"])
+    users_file.add_user(path, "bob", "pw-bob")
+    carol = {"name": "carol", "password_hash": users_file.hash_password("pw-carol")}
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"auth": {"usersFile": path.read_text(), "users": [carol]}}))
+    r = render([values])
+    text = r.one("Secret", "natter-users")["stringData"]["users.yaml"]
+    # The gateway's own parser reads what the chart wrote; the hashes still verify.
+    store = users_file.parse(yaml.safe_load(text))
+    assert sorted(store) == ["alice", "bob", "carol"]
+    assert store["alice"].groups == ("admins",)
+    for name in store:
+        assert users_file._HASHER.verify(store[name].password_hash, f"pw-{name}")
+
+
+def test_existing_users_secret_replaces_the_charts() -> None:
+    r = render(sets=["auth.existingUsersSecret=team-users"])
+    assert r.maybe("Secret", "natter-users") is None
+    pod, _ = _gateway(r)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "users"]
+    assert volume["secret"]["secretName"] == "team-users"
+    assert volume["secret"]["items"] == [{"key": "users.yaml", "path": "users.yaml"}]
+
+
+def test_oidc_and_allowed_origins() -> None:
+    r = render(
+        sets=[
+            "auth.oidc.issuer=https://idp.example.com/realms/chat",
+            "auth.oidc.audience=natter",
+            "auth.oidc.jwksUrl=https://idp.example.com/realms/chat/certs",
+            "gateway.allowedOrigins[0]=https://chat.example.com",
+            "gateway.allowedOrigins[1]=https://chat.example.org",
+        ]
+    )
+    env = env_of(_gateway(r)[1])
+    assert env["NATTER_OIDC_ISSUER"] == "https://idp.example.com/realms/chat"
+    assert env["NATTER_OIDC_AUDIENCE"] == "natter"
+    assert env["NATTER_OIDC_JWKS_URL"] == "https://idp.example.com/realms/chat/certs"
+    assert env["NATTER_ALLOWED_ORIGINS"] == "https://chat.example.com,https://chat.example.org"
+    # The gateway reads them as its settings.
+    from natter.config import Settings
+
+    rendered = {k: v for k, v in env.items() if k.startswith(("NATTER_OIDC_", "NATTER_ALLOWED_"))}
+    settings = Settings(**{k.removeprefix("NATTER_").lower(): v for k, v in rendered.items()})
+    assert settings.oidc_jwks_url == env["NATTER_OIDC_JWKS_URL"]
+    assert settings.allowed_origins == env["NATTER_ALLOWED_ORIGINS"]
+    origins = render(sets=["auth.mode=open", "gateway.allowedOrigins[0]=*"])
+    assert env_of(_gateway(origins)[1])["NATTER_ALLOWED_ORIGINS"] == "*"
+
+
+BAD_AUTH = [
+    (
+        ["auth.existingUsersSecret=mine", "auth.usersFile=users: []"],
+        "auth.existingUsersSecret replaces",
+    ),
+    (["auth.usersFile=users: 3"], "auth.usersFile must hold"),
+    (["auth.usersFile=users: [{name: x}]"], "needs string name and password_hash"),
+    (["auth.usersFile=users:\n- name: no/slash\n  password_hash: h"], "user names are"),
+    (
+        [
+            "auth.usersFile=users:\n- name: a\n  password_hash: h",
+            "auth.users[0].name=a",
+            "auth.users[0].password_hash=$argon2id$x",
+        ],
+        "appears twice",
+    ),
+    (["auth.oidc.audience=natter"], "need auth.oidc.issuer"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), BAD_AUTH, ids=[m for _, m in BAD_AUTH])
+def test_bad_auth_values_are_refused(sets: list[str], message: str) -> None:
+    from tests.chart._helm import RenderError
+
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(sets=sets)
 
 
 # --- security, labels, services -----------------------------------------------------

@@ -7,6 +7,7 @@ and the raw NATS WebSocket peer serve it, and REPORT.md plus plots are rendered.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -30,7 +31,6 @@ def _go() -> str | None:
 def test_bench_smoke(tmp_path: Path) -> None:
     if _go() is None:
         pytest.skip("the Go toolchain builds the load generator")
-    pytest.importorskip("matplotlib", reason="the bench extra renders plots")
     results, report = tmp_path / "results.json", tmp_path / "REPORT.md"
     run = subprocess.run(
         [
@@ -68,5 +68,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert idle["connections"] == 50 and idle["probe_received"] == idle["probe_expected"], idle
     text = report.read_text()
     assert "## Headline: natter against each peer" in text
-    assert (tmp_path / "latency_vs_rate.png").stat().st_size > 0
-    assert (tmp_path / "memory_vs_connections.png").stat().st_size > 0
+    if importlib.util.find_spec("matplotlib") is not None:  # the bench extra draws plots
+        assert (tmp_path / "latency_vs_rate.png").stat().st_size > 0
+        assert (tmp_path / "memory_vs_connections.png").stat().st_size > 0

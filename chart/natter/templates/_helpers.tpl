@@ -59,6 +59,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "natter.operator.name" -}}{{ include "natter.fullname" . }}-operator{{- end }}
 {{- define "natter.credentials.name" -}}{{ include "natter.fullname" . }}-credentials{{- end }}
 {{- define "natter.natsAuth.name" -}}{{ include "natter.fullname" . }}-nats-auth{{- end }}
+{{- define "natter.users.name" -}}{{ include "natter.fullname" . }}-users{{- end }}
+
+{{/* The Secret holding the built-in users file (key users.yaml): the user's own or the chart's. */}}
+{{- define "natter.users.secretName" -}}
+{{- default (include "natter.users.name" .) .Values.auth.existingUsersSecret }}
+{{- end }}
+
+{{/* Where the gateways find the users file (NATTER_USERS_FILE). */}}
+{{- define "natter.users.dir" -}}/etc/natter/users{{- end }}
+
+{{/*
+The built-in users of auth.usersFile followed by auth.users, as JSON
+{"users": [{name, password_hash, groups}]}; templates/validate.yaml checks them.
+*/}}
+{{- define "natter.users" -}}
+{{- $out := list }}
+{{- with .Values.auth.usersFile }}
+{{- $doc := fromYaml . }}
+{{- if hasKey $doc "Error" }}
+{{- fail (printf "auth.usersFile is not YAML: %s" (index $doc "Error")) }}
+{{- end }}
+{{- $listed := default list (index $doc "users") }}
+{{- if not (kindIs "slice" $listed) }}
+{{- fail "auth.usersFile must hold `users: [{name, password_hash, groups}]` as `natter users add` writes it" }}
+{{- end }}
+{{- $out = concat $out $listed }}
+{{- end }}
+{{- $out = concat $out .Values.auth.users }}
+{{- toJson (dict "users" $out) }}
+{{- end }}
 
 {{/* Namespace whose rooms the gateways (and by default the bridges) serve. */}}
 {{- define "natter.roomNamespace" -}}

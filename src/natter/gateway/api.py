@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -46,6 +47,20 @@ def problem(exc: NatterError) -> JSONResponse:
     return JSONResponse(
         body, status_code=exc.http_status, media_type="application/problem+json", headers=headers
     )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route or method): a problem body under /api/."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    error = BadRequest(exc.detail)
+    error.http_status = exc.status_code
+    response = problem(error)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _identity(request: Request, body: dict[str, Any] | None = None) -> Identity:

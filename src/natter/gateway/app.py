@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -14,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from natter import logs
 from natter.config import Settings
-from natter.gateway import api, login, ws
+from natter.gateway import api, login, openapi, ws
 from natter.gateway.security import SecurityMiddleware
 from natter.gateway.state import Gateway
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", api.readyz),
         Route("/metrics", api.metrics_endpoint),
         Route("/api/auth", login.auth_info),
+        Route("/api/openapi.json", openapi.endpoint),
         Route("/api/login", login.login, methods=["POST"]),
         Route("/api/refresh", login.refresh, methods=["POST"]),
         Route("/api/rooms", api.list_rooms),
@@ -52,4 +54,9 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
     middleware = [Middleware(SecurityMiddleware, settings=settings)]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={HTTPException: api.http_error},
+    )

@@ -19,13 +19,28 @@ import time
 from pathlib import Path
 
 from tests.chaos import netcut, scenarios
-from tests.chaos.harness import Outcome, running
+from tests.chaos.harness import Harness, Outcome
+
+from natter.embedded import ClusterError
 
 
-async def run_once(name: str, base: Path) -> Outcome:
-    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
-    async with running(tmp, split=name == "partition") as harness:
-        return await scenarios.SCENARIOS[name](harness)
+async def run_once(name: str, base: Path, attempts: int = 2) -> Outcome:
+    """One run; a run whose cluster or gateways never came up is tried again once."""
+    for attempt in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+        harness = Harness(tmp, split=name == "partition")
+        try:
+            try:
+                await harness.start()
+            except (TimeoutError, ClusterError) as exc:
+                if attempt + 1 == attempts:
+                    raise
+                print(f"{name}: setup failed ({exc}); retrying", file=sys.stderr)
+                continue
+            return await scenarios.SCENARIOS[name](harness)
+        finally:
+            await harness.close()
+    raise AssertionError("unreachable")
 
 
 async def main(names: list[str], runs: int, base: Path) -> int:

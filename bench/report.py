@@ -176,6 +176,9 @@ def render(results: dict[str, Any], out: Path) -> None:
         "request rates, connections per address): the peers have none, and every client "
         "comes from 127.0.0.1.",
         "",
+        "The gateway changes made for this suite, each with its measured effect, are listed "
+        "in [bench/README.md](README.md#what-changed-in-natters-gateway-for-this-suite).",
+        "",
         "### Peers",
         "",
         "* **Go origin** (`bench/peers/origin`): gorilla/websocket + nats.go; per socket and room "
@@ -468,23 +471,37 @@ def _plots(targets: dict[str, Any], where: Path) -> dict[str, str]:
     where.mkdir(parents=True, exist_ok=True)
     images: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(8, 5))
-    for n, t in targets.items():
-        steps = sorted(
-            (s for s in _get(t, "fanout", "steps") or [] if s["delivered"]),
-            key=lambda s: s["delivered_per_s"],
+    for i, (n, t) in enumerate(targets.items()):
+        color = f"C{i}"
+        steps = [s for s in _get(t, "fanout", "steps") or [] if s["delivered"]]
+        search = sorted(
+            (s for s in steps if not s["phase"].startswith("at-")), key=lambda s: s["offered_rate"]
         )
-        if steps:
+        at = [s for s in steps if s["phase"].startswith("at-")]
+        if search:
             ax.plot(
-                [s["delivered_per_s"] for s in steps],
-                [s["p99_ms"] for s in steps],
+                [s["delivered_per_s"] for s in search],
+                [s["p99_ms"] for s in search],
                 marker="o",
-                label=f"{t.get('label', n)} p99",
+                color=color,
+                label=f"{t.get('label', n)}: rate search",
+            )
+        if at:
+            ax.scatter(
+                [s["delivered_per_s"] for s in at],
+                [s["p99_ms"] for s in at],
+                marker="x",
+                s=60,
+                color=color,
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("delivered messages per second")
     ax.set_ylabel("p99 latency, ms")
-    ax.set_title("Latency against delivered rate (1,000 connections, 10 rooms)")
+    ax.set_title(
+        "p99 latency against delivered rate (1,000 connections, 10 rooms)\n"
+        "o: rate search steps, x: steps at 25/50/90 % of the maximum"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -493,15 +510,25 @@ def _plots(targets: dict[str, Any], where: Path) -> dict[str, str]:
     images["latency"] = f"{_relto(where)}/latency_vs_rate.png"
     fig, ax = plt.subplots(figsize=(8, 5))
     for n, t in targets.items():
-        pts = [(k, _get(t, f"idle_{k}", "rss_after")) for k in (1000, 10000)]
-        base = [_get(t, f"idle_{k}", "rss_before") for k in (1000, 10000)]
-        xs = [0] + [k for (k, v) in pts if v]
-        ys = [min((b for b in base if b), default=0) / 2**20] + [v / 2**20 for (_, v) in pts if v]
+        xs, ys = [0], [0.0]
+        for k in (1000, 10000):
+            idle = _get(t, f"idle_{k}")
+            if idle and idle.get("connections"):
+                xs.append(idle["connections"])
+                ys.append((idle["rss_after"] - idle["rss_before"]) / 2**20)
         if len(xs) > 1:
             ax.plot(xs, ys, marker="o", label=t.get("label", n))
+    ax.axline(
+        (0, 0),
+        slope=30_000 / 2**20,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label="30 KB per connection (target)",
+    )
     ax.set_xlabel("idle connections")
-    ax.set_ylabel("gateway resident memory, MiB")
-    ax.set_title("Memory against connections")
+    ax.set_ylabel("gateway resident memory added, MiB")
+    ax.set_title("Memory against connections (growth over the process before connecting)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

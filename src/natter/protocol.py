@@ -87,20 +87,20 @@ def _int(data: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
 def _room(data: dict[str, Any]) -> str:
     room = _str(data, "room")
     assert room is not None
-    if not ROOM_RE.match(room):
+    if not ROOM_RE.fullmatch(room):
         raise BadRequest("'room' must be a room name (lowercase letters, digits and '-')")
     return room
 
 
 def valid_user(user: str) -> str:
     user = user.strip()
-    if not USER_RE.match(user):
+    if not USER_RE.fullmatch(user):
         raise BadRequest("user names are 1-32 letters, digits, spaces or . _ @ -")
     return user
 
 
 def valid_id(msg_id: str) -> str:
-    if not ID_RE.match(msg_id):
+    if not ID_RE.fullmatch(msg_id):
         raise BadRequest("'id' must be 1-64 characters of letters, digits and _ . : @ -")
     return msg_id
 

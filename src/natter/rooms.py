@@ -72,14 +72,14 @@ def parse_quantity(value: str | int) -> int:
         if value < 0:
             raise ValueError("a byte quantity cannot be negative")
         return value
-    match = _QUANTITY_RE.match(value.strip())
+    match = _QUANTITY_RE.fullmatch(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a byte quantity such as 1Gi, 512Mi or 1000000")
     return int(match.group(1)) * _QUANTITY_UNITS[match.group(2)]
 
 
 def validate_name(value: str, what: str = "room name") -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise InvalidSpec(
             f"{what} {value!r} must be a DNS-1123 label: lowercase letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters"

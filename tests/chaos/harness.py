@@ -155,7 +155,17 @@ class Harness:
             await make_room(self.nc, room)
         for _ in range(gateways):
             self.ports.append(self.gateways.start(**gateway_env))
-        await asyncio.gather(*(self.gateways.wait_ready(p, timeout=60) for p in self.ports))
+        try:
+            await asyncio.gather(*(self.gateways.wait_ready(p, timeout=60) for p in self.ports))
+        except TimeoutError as exc:
+            tails = [
+                f"gateway :{port}: "
+                + " | ".join(
+                    (self.tmp / f"gateway-{port}.log").read_text(errors="replace").splitlines()[-5:]
+                )
+                for port in self.ports
+            ]
+            raise TimeoutError(f"{exc}\n" + "\n".join(tails)) from exc
 
     async def start_clients(self, count: int = 4, *, urls: list[str] | None = None) -> None:
         for _ in range(count):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import contextlib
 import functools
 import os
 import re
@@ -14,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,13 +25,82 @@ from natter.config import Settings
 from natter.embedded import check_for, free_ports, nats_server_binary
 from tests.chart._helm import Rendered, env_of, render
 
+#: Secrets the chart mounts but never renders (nats.tls.*): name -> key -> content.
+ExternalSecrets = dict[str, dict[str, bytes]]
 
-def write_config(r: Rendered, directory: Path, prefix: str = "natter") -> Path:
-    """The chart's NATS config files laid out as the pod mounts them (/etc/nats)."""
+
+def project(volume: dict[str, Any], secrets: ExternalSecrets, directory: Path) -> None:
+    """Write what the kubelet would put in ``volume`` from the external ``secrets`` (the
+    volume's sources naming other Secrets or ConfigMaps are left to the caller)."""
+    sources = volume.get("projected", {}).get("sources") or [volume]
+    for src in sources:
+        ref = src.get("secret")
+        name = ref and (ref.get("name") or ref.get("secretName"))
+        if name not in secrets:
+            continue
+        items = ref.get("items") or [{"key": k, "path": k} for k in secrets[name]]
+        for item in items:
+            target = directory / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(secrets[name][item["key"]])
+
+
+def external_secrets(r: Rendered) -> set[str]:
+    """Names of the Secrets the pods mount but the chart does not render (nats.tls.*)."""
+    rendered = {s["metadata"]["name"] for s in r.all("Secret")}
+    names = set()
+    for _, _, spec in r.pod_specs():
+        for vol in spec.get("volumes", []):
+            for src in vol.get("projected", {}).get("sources") or [vol]:
+                ref = src.get("secret")
+                name = ref and (ref.get("name") or ref.get("secretName"))
+                if name and name not in rendered:
+                    names.add(name)
+    return names
+
+
+def fake_tls_secrets(r: Rendered, ca: Any = None) -> ExternalSecrets:
+    """Every external Secret as cert-manager would make it (kubernetes.io/tls with
+    ca.crt), signed by one trustme CA (``ca``, or a new one): a certificate for
+    127.0.0.1 and localhost (where the tests run the servers) and the NATS pods'
+    DNS names, with both server and client auth usages."""
+    import trustme
+
+    ca = ca or trustme.CA()
+    (headless,) = [
+        s["metadata"]["name"]
+        for s in r.all("Service")
+        if s["metadata"]["name"].endswith("-nats-headless")
+    ]
+    domain = f"{headless}.{r.namespace}.svc"
+    out: ExternalSecrets = {}
+    for name in sorted(external_secrets(r)):
+        cert = ca.issue_cert("127.0.0.1", "localhost", f"*.{domain}", f"*.{domain}.cluster.local")
+        out[name] = {
+            "tls.crt": b"".join(p.bytes() for p in cert.cert_chain_pems),
+            "tls.key": cert.private_key_pem.bytes(),
+            "ca.crt": ca.cert_pem.bytes(),
+        }
+    return out
+
+
+def write_config(
+    r: Rendered, directory: Path, prefix: str = "natter", secrets: ExternalSecrets | None = None
+) -> Path:
+    """The chart's NATS config files laid out as the pod mounts them (/etc/nats).
+
+    With ``secrets`` (the TLS Secrets the user provides), their items are projected
+    too and the config's /etc/nats/ paths point into ``directory``."""
     (directory / "auth").mkdir(parents=True, exist_ok=True)
-    (directory / "nats.conf").write_text(r.config(f"{prefix}-nats-config", "nats.conf"))
+    text = r.config(f"{prefix}-nats-config", "nats.conf")
     for key in ("users.conf", "cluster.conf"):
         (directory / "auth" / key).write_text(r.config(f"{prefix}-nats-auth", key))
+    if secrets:
+        (sts,) = r.all("StatefulSet")
+        (volume,) = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+        project(volume, secrets, directory)
+        text = text.replace('"/etc/nats/', f'"{directory}/')
+    (directory / "nats.conf").write_text(text)
     return directory / "nats.conf"
 
 
@@ -108,9 +179,15 @@ def secret_data(r: Rendered, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in r.one("Secret", name)["data"].items()}
 
 
-def _localize(r: Rendered, directory: Path, index: int, ports: list[tuple[int, int, int]]) -> Path:
+def _localize(
+    r: Rendered,
+    directory: Path,
+    index: int,
+    ports: list[tuple[int, int, int]],
+    secrets: ExternalSecrets | None = None,
+) -> Path:
     """Node ``index``'s config: the chart's files with local ports, paths and route hosts."""
-    path = write_config(r, directory)
+    path = write_config(r, directory, secrets=secrets)
     client, cluster, monitor = ports[index]
     text = path.read_text()
     for old, new in (
@@ -133,24 +210,19 @@ def _localize(r: Rendered, directory: Path, index: int, ports: list[tuple[int, i
     return path
 
 
-@pytest.fixture(scope="package")
-def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartCluster]:
-    # One bridge for room default/general, so its user is rendered too.
-    r = chart_render()
-    creds = secret_data(r, "natter-credentials")
-    passwords = {
-        "gateway": creds["gateway-password"],
-        "operator": creds["operator-password"],
-        BRIDGE_USER: creds[f"{BRIDGE_USER}-password"],
-    }
-    base = tmp_path_factory.mktemp("chart-nats")
+@contextlib.contextmanager
+def run_chart_cluster(
+    r: Rendered, base: Path, passwords: dict[str, str], secrets: ExternalSecrets | None = None
+) -> Iterator[ChartCluster]:
+    """Three real nats-servers from ``r``'s NATS config (``secrets``: its TLS Secrets),
+    healthy on return, stopped on exit."""
     flat = free_ports(9)
     ports = [tuple(flat[i * 3 : i * 3 + 3]) for i in range(3)]
     nodes: list[Node] = []
     try:
         for i in range(3):
             directory = base / f"natter-nats-{i}"
-            conf = _localize(r, directory, i, ports)  # type: ignore[arg-type]
+            conf = _localize(r, directory, i, ports, secrets)  # type: ignore[arg-type]
             log = (directory / "nats.log").open("wb")
             proc = subprocess.Popen(
                 [nats_server_binary(), "-c", str(conf)],
@@ -172,6 +244,20 @@ def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartClu
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="package")
+def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartCluster]:
+    # One bridge for room default/general, so its user is rendered too.
+    r = chart_render()
+    creds = secret_data(r, "natter-credentials")
+    passwords = {
+        "gateway": creds["gateway-password"],
+        "operator": creds["operator-password"],
+        BRIDGE_USER: creds[f"{BRIDGE_USER}-password"],
+    }
+    with run_chart_cluster(r, tmp_path_factory.mktemp("chart-nats"), passwords) as cluster:
+        yield cluster
 
 
 async def _wait_healthy(cluster: ChartCluster) -> None:

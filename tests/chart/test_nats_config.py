@@ -26,7 +26,7 @@ from natter.reconcile import reconcile_room, stream_config
 from natter.rooms import Room
 from tests.chart import _natsconf as reader
 from tests.chart._helm import CHART, SCENARIOS, load_yaml, render, render_scenario
-from tests.chart.conftest import BRIDGE_USER, ChartCluster, write_config
+from tests.chart.conftest import BRIDGE_USER, ChartCluster, fake_tls_secrets, write_config
 
 NATS_CONF = "natter-nats-config"
 
@@ -72,7 +72,8 @@ def test_rendered_config_matches_natter_up(tmp_path: Path) -> None:
 def test_nats_server_accepts_the_config(scenario: str, tmp_path: Path) -> None:
     r = render_scenario(scenario)
     prefix = r.all("StatefulSet")[0]["metadata"]["name"].removesuffix("-nats")
-    path = write_config(r, tmp_path, prefix)
+    # With nats.tls on, the server loads the certificates: lay out test ones.
+    path = write_config(r, tmp_path, prefix, secrets=fake_tls_secrets(r))
     proc = subprocess.run(
         [nats_server_binary(), "-t", "-c", str(path)],
         capture_output=True,

@@ -415,6 +415,21 @@ def test_secret_and_configmap_references_resolve() -> None:
             s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})}
             for s in r.all("Secret")
         }
+        # The only Secrets the chart mounts without rendering: nats.tls's, which the
+        # user (or cert-manager) provides as kubernetes.io/tls with ca.crt.
+        tls = values_for(name)["nats"]["tls"]
+        provided = {
+            tls[kind][key]
+            for kind, key in (
+                ("client", "secretName"),
+                ("client", "clientSecretName"),
+                ("cluster", "secretName"),
+            )
+            if tls[kind][key]
+        }
+        for secret in provided:
+            assert secret not in secrets, (name, secret)
+            secrets[secret] = dict.fromkeys(("tls.crt", "tls.key", "ca.crt"), "")
         configmaps = {c["metadata"]["name"]: c["data"] for c in r.all("ConfigMap")}
         for where, _, spec in r.pod_specs():
             for c in containers(spec):

@@ -36,6 +36,8 @@ def test_parse_each_frame_type() -> None:
         ('{"type":"history","room":"r","before":0}', "at least 1"),
         ('{"type":"send","room":"r","text":"x","id":"has space"}', "'id'"),
         ('{"type":"send","room":"r","text":"x","id":"a\\r\\nb"}', "'id'"),
+        ('{"type":"send","room":"r","text":"x","id":"a\\n"}', "'id'"),
+        ('{"type":"join","room":"general\\n"}', "room name"),
         ('{"type":"hello"}', "hello needs"),
         ('{"type":"hello","user":"' + "x" * 40 + '"}', "user names"),
     ],

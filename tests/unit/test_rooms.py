@@ -54,7 +54,7 @@ def test_invalid_specs_name_the_field(raw: dict[str, object], field: str) -> Non
         RoomSpec.parse(raw)
 
 
-@pytest.mark.parametrize("name", ["General", "-x", "x-", "a" * 64, "a_b", "a.b", ""])
+@pytest.mark.parametrize("name", ["General", "-x", "x-", "a" * 64, "a_b", "a.b", "", "ok\n"])
 def test_room_names_are_dns_labels(name: str) -> None:
     with pytest.raises(InvalidSpec, match="DNS-1123"):
         Room.build("default", name, {})

@@ -102,13 +102,16 @@ The built-in users of auth.usersFile followed by auth.users, as JSON
 {{/*
 Comma-separated client URLs of every NATS server by its stable pod DNS name,
 so clients fail over between servers rather than through one Service address.
+tls:// when the client port requires TLS: the server certificate must then
+cover these names (*.<headless Service>.<namespace>.svc).
 */}}
 {{- define "natter.nats.urls" -}}
 {{- $urls := list }}
 {{- $nats := include "natter.nats.name" . }}
 {{- $headless := include "natter.nats.headless" . }}
+{{- $scheme := ternary "tls" "nats" .Values.nats.tls.client.enabled }}
 {{- range $i := until (int .Values.nats.replicas) }}
-{{- $urls = append $urls (printf "nats://%s-%d.%s.%s.svc:%d" $nats $i $headless $.Release.Namespace (int $.Values.nats.ports.client)) }}
+{{- $urls = append $urls (printf "%s://%s-%d.%s.%s.svc:%d" $scheme $nats $i $headless $.Release.Namespace (int $.Values.nats.ports.client)) }}
 {{- end }}
 {{- join "," $urls }}
 {{- end }}
@@ -151,6 +154,56 @@ own reply inbox prefix; call with (dict "ctx" $ "user" "gateway").
       key: {{ printf "%s-password" .user }}
 - name: NATTER_NATS_INBOX_PREFIX
   value: {{ include "natter.inboxPrefix" . | quote }}
+{{- with .ctx.Values.nats.tls.client }}
+{{- if .enabled }}
+- name: NATTER_NATS_TLS_CA
+  value: {{ printf "%s/ca.crt" (include "natter.natsTls.dir" $.ctx) | quote }}
+{{- if .verifyClients }}
+- name: NATTER_NATS_TLS_CERT
+  value: {{ printf "%s/tls.crt" (include "natter.natsTls.dir" $.ctx) | quote }}
+- name: NATTER_NATS_TLS_KEY
+  value: {{ printf "%s/tls.key" (include "natter.natsTls.dir" $.ctx) | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+NATS client TLS of the natter pods (nats.tls.client): the CA that signed the
+servers' certificate (only ca.crt of nats.tls.client.secretName, never the
+server's key) and, for mutual TLS, the client certificate of
+nats.tls.client.clientSecretName, in one read-only directory. Include the
+mount and the volume only when nats.tls.client.enabled.
+*/}}
+{{- define "natter.natsTls.dir" -}}/etc/natter/nats-tls{{- end }}
+
+{{- define "natter.natsTls.volumeMount" -}}
+- name: nats-tls
+  mountPath: {{ include "natter.natsTls.dir" . }}
+  readOnly: true
+{{- end }}
+
+{{- define "natter.natsTls.volume" -}}
+{{- with .Values.nats.tls.client -}}
+- name: nats-tls
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ .secretName }}
+          items:
+            - key: ca.crt
+              path: ca.crt
+      {{- if .verifyClients }}
+      - secret:
+          name: {{ .clientSecretName }}
+          items:
+            - key: tls.crt
+              path: tls.crt
+            - key: tls.key
+              path: tls.key
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Scratch space for a read-only root filesystem. */}}

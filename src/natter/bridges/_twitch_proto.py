@@ -104,7 +104,7 @@ class TwitchSettings(BaseSettings):
         if value is None:
             return None
         value = value.strip().lower()
-        if not _LOGIN_RE.match(value):
+        if not _LOGIN_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a Twitch login")
         return value
 
@@ -128,7 +128,7 @@ class TwitchSettings(BaseSettings):
 def normalize_channel(channel: str) -> str:
     """``#Dallas`` → ``dallas``; raises ``ValueError`` for what is not a Twitch login."""
     name = channel.strip().lstrip("#").lower()
-    if not _CHANNEL_RE.match(name):
+    if not _CHANNEL_RE.fullmatch(name):
         raise ValueError(f"{channel!r} is not a Twitch channel name (letters, digits, '_')")
     return name
 

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -43,14 +42,21 @@ class Connection:
         self.address = ws.client.host if ws.client else "unknown"
         self._failed_hellos = 0
         self.rooms: dict[str, tuple[Room, Member | None]] = {}
-        self._queue: deque[str] = deque()
-        self._ready = asyncio.Event()
-        self._drained = asyncio.Event()
+        self._queue: list[str] = []  # a list: an empty deque costs 700 bytes per socket
+        # Idle sockets hold no writer task and no events: a writer runs only while
+        # frames wait, and the event exists only once a replay had to wait for room.
+        self._writer: asyncio.Task[None] | None = None
+        self._drained: asyncio.Event | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._closed = False
         self._limit = gw.settings.send_queue_max
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
-        self.log = log.bind(conn=self.key)
+
+    @property
+    def log(self) -> Any:
+        """This socket's logger (bound when used: a bound logger per idle socket costs)."""
+        return log.bind(conn=self.key, user=self.user) if self.user else log.bind(conn=self.key)
 
     # output ---------------------------------------------------------------
 
@@ -62,20 +68,26 @@ class Connection:
             return
         self._queue.append(frame)
         metrics.OUTBOUND.queued += 1
-        self._ready.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
 
     async def push_wait(self, frame: str) -> None:
         while len(self._queue) >= self._limit // 2 and not self._closed:
+            if self._drained is None:
+                self._drained = asyncio.Event()
             self._drained.clear()
             await self._drained.wait()
         self.push(frame)
+
+    def _wake(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
 
     def _overflow(self) -> None:
         metrics.SLOW_CONSUMERS.inc()
         self.log.warning("dropping slow consumer", queued=len(self._queue))
         self._closed = True
-        self._ready.set()
-        self._drained.set()
+        self._wake()
         task = asyncio.create_task(self._close(1008, "slow consumer: send queue full"))
         self._tasks.add(task)
 
@@ -84,28 +96,29 @@ class Connection:
             if self.ws.application_state == WebSocketState.CONNECTED:
                 await self.ws.close(code, reason)
 
-    async def _writer(self) -> None:
+    async def _drain(self) -> None:
+        """Send what waits, whatever queued up meanwhile as one batch; end when empty."""
         queue, out, send = self._queue, metrics.OUTBOUND, self.ws.send_text
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
+        try:
             while queue and not self._closed:
-                count = len(queue)
-                if count == 1:
-                    payload = queue.popleft()
-                else:
-                    count = min(count, BATCH_MAX)
-                    payload = protocol.batch([queue.popleft() for _ in range(count)])
+                count = min(len(queue), BATCH_MAX)
+                payload = queue[0] if count == 1 else protocol.batch(queue[:count])
+                del queue[:count]
                 out.queued -= count
                 if len(queue) < self._limit // 2:
-                    self._drained.set()
+                    self._wake()
                 await send(payload)
                 out.frames += count
                 out.messages += 1
-            if self._closed:
-                out.queued -= len(queue)
-                queue.clear()
-                return
+        except (WebSocketDisconnect, OSError, RuntimeError) as exc:  # the socket is gone
+            self.log.debug("send failed; closing", error=repr(exc))
+            self._closed = True
+            self._wake()
+        finally:
+            self._writer = None
+        if self._closed:
+            out.queued -= len(queue)
+            queue.clear()
 
     def error(self, exc: NatterError) -> None:
         metrics.ERRORS.labels(exc.code).inc()
@@ -118,8 +131,9 @@ class Connection:
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_TOTAL.inc()
         self.gw.connections.add(self)
-        writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.key}")
-        self._spawn(self._deadlines())
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.gw.settings.hello_timeout, lambda: self._spawn(self._deadlines())
+        )
         try:
             while not self._closed:
                 message = await self.ws.receive()
@@ -135,17 +149,20 @@ class Connection:
             self.log.debug("socket closed under the reader", error=str(exc))
         finally:
             self._closed = True
-            self._ready.set()
-            self._drained.set()
+            self._wake()
+            if self._deadline is not None:
+                self._deadline.cancel()
             for name, (room, _) in self.rooms.items():
                 if self.gw.hub is not None:
                     self.gw.hub.leave(room, self.key)
                 self.log.debug("left on close", room=name)
             for task in list(self._tasks):
                 task.cancel()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writer
             metrics.OUTBOUND.queued -= len(self._queue)
             self._queue.clear()
             self.gw.connections.discard(self)
@@ -215,7 +232,6 @@ class Connection:
             raise BadRequest("a new token must name the same user")
         self.user, self.groups = identity.name, identity.groups
         self.expires_at = identity.expires_at
-        self.log = self.log.bind(user=self.user)
         self.push(
             protocol.encode(
                 {"type": "welcome", "user": self.user, "node": self.gw.pid, "gateway": self.gw.node}
@@ -223,8 +239,11 @@ class Connection:
         )
 
     async def _deadlines(self) -> None:
-        """Close a socket that never says hello, or whose token expires unrefreshed."""
-        await asyncio.sleep(self.gw.settings.hello_timeout)
+        """Close a socket that never says hello, or whose token expires unrefreshed.
+
+        Started by a timer ``hello_timeout`` after accept (a timer, not a sleeping
+        task, keeps an idle socket small).
+        """
         if self.user is None:
             limits.refuse("hello_timeout", ip=self.address)
             await self._close(1008, "no hello")

@@ -96,3 +96,57 @@ def test_terminal_client_command_in_readme_is_valid() -> None:
         check=True,
     )
     assert flags and all(flag in helped.stdout for flag in flags)
+
+
+async def test_the_login_walkthrough_commands_work(tmp_path: Path) -> None:
+    block = next(b for b in code_blocks(README) if any("users add" in cmd for cmd in b))
+    add, up = block
+    users = tmp_path / "users.yaml"
+    add_argv = add.replace("users.yaml", str(users)).split()
+    subprocess.run(
+        add_argv,
+        cwd=REPO,
+        input="correct horse 1\ncorrect horse 1\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        start_new_session=True,
+    )
+    assert "alice" in users.read_text()
+    args = re.search(r'ARGS="([^"]*)"', up)
+    assert up.startswith("make up") and args is not None
+    port = free_ports(1)[0]
+    extra = f" --port {port} --data-dir {tmp_path / 'data'} --gateways 1"
+    log_path = tmp_path / "make-up.log"
+    with open(log_path, "wb") as log_file:
+        make = subprocess.Popen(
+            ["make", "up", "ARGS=" + args.group(1).replace("users.yaml", str(users)) + extra],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        await check_for(
+            90,
+            lambda: "natter is up" in log_path.read_text(),
+            interval=0.2,
+            what="make up in jwt mode",
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            bad = await http.post("/api/login", json={"user": "alice", "password": "nope"})
+            assert bad.status_code == 401
+            good = await http.post(
+                "/api/login", json={"user": "alice", "password": "correct horse 1"}
+            )
+            assert good.status_code == 200 and good.json()["token"]
+            rooms = await http.get(
+                "/api/rooms", headers={"Authorization": f"Bearer {good.json()['token']}"}
+            )
+            assert rooms.status_code == 200
+            assert (await http.get("/api/rooms")).status_code == 401
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        make.wait(90)
+    assert "natter stopped" in log_path.read_text()

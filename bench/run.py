@@ -335,8 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         backend.stop()
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     if "centrifugo" in wanted and targets.centrifugo_binary().exists():
-        results["machine"]["centrifugo"] = tool_version(
-            [str(targets.centrifugo_binary()), "version"]
+        # go install leaves the binary's own version stamp at v0.0.0; setup.sh records the module's
+        built = sorted(p.name.removeprefix("centrifugo.") for p in BIN.parent.glob("centrifugo.v*"))
+        results["machine"]["centrifugo"] = (
+            f"github.com/centrifugal/centrifugo/v6@{built[-1]}"
+            if built
+            else tool_version([str(targets.centrifugo_binary()), "version"])
         )
     if args.merge and args.out.exists():
         previous = json.loads(args.out.read_text())

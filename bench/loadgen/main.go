@@ -278,7 +278,22 @@ func fanout(o options, dial dialFunc) (any, error) {
 	}, nil
 }
 
+// quiesce waits until nothing has arrived for half a second (at most 30 s), so a
+// step does not inherit the backlog of an overloaded one before it.
+func quiesce(m *Meter) {
+	last, still := m.received.Load(), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		if got := m.received.Load(); got != last {
+			last, still = got, time.Now()
+		} else if time.Since(still) >= 500*time.Millisecond {
+			return
+		}
+	}
+}
+
 func fanoutStep(o options, m *Meter, pubs []Client, members map[string]int, rate float64) Step {
+	quiesce(m)
 	m.hist.Reset()
 	begin := now()
 	from := begin + int64(o.warm)

@@ -180,7 +180,7 @@ class Gateway:
             raise UnknownRoom(f"there is no room {name!r}")
         if self._registry is None:
             raise Unavailable("chat is temporarily unavailable (no connection to NATS)")
-        found = await self._registry.lookup(self.settings.namespace, name)
+        found = await self._lookup(name)
         if found is None:
             self._missing[key] = time.monotonic()
             raise UnknownRoom(f"there is no room {name!r}")
@@ -201,6 +201,20 @@ class Gateway:
             return action == "read" or not read_only
         member = user in access.members or not set(access.groups).isdisjoint(groups)
         return (member or read_only) if action == "read" else (member and not read_only)
+
+    async def _lookup(self, name: str) -> Room | None:
+        """Registry lookup that rides out a JetStream election (bounded by publish_timeout)."""
+        assert self._registry is not None
+        deadline = time.monotonic() + self.settings.publish_timeout
+        delay = 0.1
+        while True:
+            try:
+                return await self._registry.lookup(self.settings.namespace, name)
+            except Unavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def authorize(self, user: str, room: Room, action: str, groups: Collection[str] = ()) -> None:
         """Raise ``forbidden`` unless :meth:`may`; the refusal says nothing about the room."""

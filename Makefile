@@ -47,7 +47,7 @@ skaffold-schema: ## Fetch or reuse skaffold's config JSON schema (from its Go mo
 	@TOOLS_CACHE=$(TOOLS_CACHE) scripts/skaffold-schema.sh
 
 .PHONY: test
-test: tools ## Run the whole test suite
+test: tools lint ## Run the whole test suite (after ruff and mypy --strict)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -208,6 +208,7 @@ async def test_nats_unavailable_answers_unavailable_and_recovers(
         return (await http.get("/readyz")).status_code == 200
 
     await check_for(60, ready, what="readyz 200 again")
+
     # The unacked message is retried with its id; the socket never closed.
     async def resent() -> dict[str, object] | None:
         # A real client resends with the same id until acked; the stream may still be

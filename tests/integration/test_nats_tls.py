@@ -23,7 +23,8 @@ async def test_tls_only_nats_accepts_natter_with_the_ca_and_refuses_without(tmp_
     server_cert.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_file))
     cluster = NatsCluster(
-        tmp_path / "nats", 1,
+        tmp_path / "nats",
+        1,
         extra_config=f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n  timeout: 2\n}}\n',
     )
     await cluster.start()

@@ -152,7 +152,9 @@ class Harness:
             disconnected_cb=_quiet_event,
         )
         for room in self.rooms:
-            await make_room(self.nc, room)
+            # Right after start JetStream may not know every peer yet ("no suitable
+            # peers for placement"); creating the stream is idempotent, so retry.
+            await check_for(30, lambda room=room: self._make_room(room), what=f"room {room}")
         for _ in range(gateways):
             self.ports.append(self.gateways.start(**gateway_env))
         try:
@@ -166,6 +168,10 @@ class Harness:
                 for port in self.ports
             ]
             raise TimeoutError(f"{exc}\n" + "\n".join(tails)) from exc
+
+    async def _make_room(self, name: str) -> bool:
+        await make_room(self.nc, name)
+        return True
 
     async def start_clients(self, count: int = 4, *, urls: list[str] | None = None) -> None:
         for _ in range(count):
@@ -455,7 +461,7 @@ class Harness:
         await self.load.stop()
         targets = await self._last_seqs()
         caught = await asyncio.gather(*(c.caught_up(targets, catch_up) for c in self.clients))
-        stored = {room: await self.read_room(room) for room in self.rooms}
+        stored = {room: await self.read_room(room, targets[room]) for room in self.rooms}
         report = check(self.history, stored)
         if not all(caught):
             behind = [c.name for c, ok in zip(self.clients, caught, strict=True) if not ok]
@@ -466,32 +472,40 @@ class Harness:
         return Outcome(name, report, figures)
 
     async def _last_seqs(self) -> dict[str, int]:
-        js = self.nc.jetstream(timeout=5)
-        out = {}
-        for room, stream in self.streams().items():
-            info = await _retry(lambda stream=stream: js.stream_info(stream))
-            out[room] = int(info.state.last_seq)
-        return out
+        """Each room's last seq once all three replicas report the same state.
 
-    async def read_room(self, room: str) -> list[Stored]:
-        """The room's stream, read with plain nats-py (not natter.bus)."""
-        stream = self.streams()[room]
-        js = self.nc.jetstream(timeout=5)
-        info = await _retry(lambda: js.stream_info(stream))
-        last = int(info.state.last_seq)
+        Not the leader's stream info: just after a fault a deposed leader may
+        still answer with its stale view.
+        """
+        states = await self.replicas_agree()
+        return {room: next(iter(per_node.values()))[3] for room, per_node in states.items()}
+
+    async def read_room(self, room: str, last: int) -> list[Stored]:
+        """The room's stream up to seq ``last``, read with plain nats-py (not natter.bus).
+
+        Retried as a whole: just after a fault the server this connection uses may
+        still answer "JetStream temporarily unavailable", or hand out a stale view.
+        """
+        stored: list[Stored] = await _retry(lambda: self._read_room(room, last), timeout=60.0)
+        return stored
+
+    async def _read_room(self, room: str, last: int) -> list[Stored]:
         out: list[Stored] = []
-        if info.state.messages == 0:
+        if last == 0:
             return out
+        js = self.nc.jetstream(timeout=5)
         sub = await js.subscribe(
             f"chat.default.{room}.>",
-            stream=stream,
+            stream=self.streams()[room],
             ordered_consumer=True,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL),
             pending_msgs_limit=1_000_000,
         )
         try:
             while True:
-                msg = await sub.next_msg(timeout=10)
+                # Raises TimeoutError (and the whole read is retried) if the stream
+                # ends before ``last``.
+                msg = await sub.next_msg(timeout=5)
                 seq = int(msg.metadata.sequence.stream)
                 body = json.loads(msg.data)
                 out.append(Stored(seq, str(body["id"]), str(body["user"]), str(body["text"])))

@@ -12,6 +12,7 @@ from natter.protocol import message_fields
 from tests.fixtures.client import ChatClient
 from tests.fixtures.nats import make_room
 from tests.fixtures.natter import GatewayProcs
+from tests.fixtures.poll import check_for
 
 TOTAL = 500
 WINDOW = 16
@@ -55,8 +56,7 @@ async def test_sigkill_stream_leader_while_sending_loses_nothing(
             ack_times.append(time.monotonic())
 
     async def killer() -> str:
-        while len(acks) < 100:
-            await asyncio.sleep(0.01)
+        await check_for(60, lambda: len(acks) >= 100, interval=0.01, what="100 acks")
         leader = await nats_cluster.stream_leader(room.stream)
         assert leader is not None
         nats_cluster.kill(leader)

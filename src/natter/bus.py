@@ -37,6 +37,9 @@ from natter.rooms import REGISTRY_BUCKET, Room
 
 log = logs.get("natter.bus")
 
+#: Seconds a registry write keeps retrying while a new bucket elects its leader.
+REGISTRY_SETTLE_SECONDS = 10.0
+
 #: Messages a range read buffers ahead of its reader.
 READ_BUFFER = 32768
 
@@ -238,17 +241,22 @@ class RoomAdmin:
         """Write the room's registry entry; True when it changed."""
         kv = await self.registry()
         value = orjson.dumps(room.registry_value(), option=orjson.OPT_SORT_KEYS)
-        try:
+        # A bucket created a moment ago may not have elected its leader yet.
+        deadline = time.monotonic() + REGISTRY_SETTLE_SECONDS
+        while True:
             try:
-                current = await kv.get(room.key)
-                if current.value == value:
-                    return False
-            except nats.js.errors.KeyNotFoundError:
-                pass
-            await kv.put(room.key, value)
-        except TRANSIENT as exc:
-            raise Unavailable(f"cannot write registry entry {room.key}: {exc!r}") from exc
-        return True
+                try:
+                    current = await kv.get(room.key)
+                    if current.value == value:
+                        return False
+                except nats.js.errors.KeyNotFoundError:
+                    pass
+                await kv.put(room.key, value)
+                return True
+            except TRANSIENT as exc:
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"cannot write registry entry {room.key}: {exc!r}") from exc
+                await asyncio.sleep(0.2)
 
     async def delete_entry(self, namespace: str, name: str) -> None:
         kv = await self.registry()

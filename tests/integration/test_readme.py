@@ -24,6 +24,19 @@ def code_blocks(text: str) -> list[list[str]]:
     ]
 
 
+def start_make_up(args: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """``make up ARGS=...`` in its own process group (as a terminal runs it), logging to a file."""
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            ["make", "up", f"ARGS={args}"],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def test_readme_opens_with_exactly_the_two_setup_commands() -> None:
     assert code_blocks(README)[0] == ["make up", "make test"]
 
@@ -54,15 +67,7 @@ def test_ci_runs_the_readme_test_command_with_require_all() -> None:
 async def test_make_up_starts_natter_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     port = free_ports(1)[0]
     log_path = tmp_path / "make-up.log"
-    with open(log_path, "wb") as log_file:
-        make = subprocess.Popen(
-            ["make", "up", f"ARGS=--port {port} --data-dir {tmp_path / 'data'} --gateways 1"],
-            cwd=REPO,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    make = start_make_up(f"--port {port} --data-dir {tmp_path / 'data'} --gateways 1", log_path)
     try:
         await check_for(
             90,
@@ -118,15 +123,7 @@ async def test_the_login_walkthrough_commands_work(tmp_path: Path) -> None:
     port = free_ports(1)[0]
     extra = f" --port {port} --data-dir {tmp_path / 'data'} --gateways 1"
     log_path = tmp_path / "make-up.log"
-    with open(log_path, "wb") as log_file:
-        make = subprocess.Popen(
-            ["make", "up", "ARGS=" + args.group(1).replace("users.yaml", str(users)) + extra],
-            cwd=REPO,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    make = start_make_up(args.group(1).replace("users.yaml", str(users)) + extra, log_path)
     try:
         await check_for(
             90,
